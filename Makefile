@@ -1,0 +1,61 @@
+# rnnautomata — every command of the README. `make study` and `make test` do all set-up first.
+#
+#   make study        set up, then run tasks/streaming_parity.toml end to end (runs/streaming_parity/)
+#   make test         set up, then run the whole test suite (slow and browser tests included)
+#   make test-fast    the fast tests only (what plain `pytest` runs)
+#   make bench        the benchmarks (docs/benchmarks.md)
+#
+# Torch: a fresh venv gets $(TORCH_SPEC) (the CPU build where one is at hand). A GPU user brings
+# their own: `make setup TORCH_SPEC=torch` (CUDA build from PyPI) or any spec/index they like;
+# an already-installed torch in the venv is never replaced.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rnnautomata-installed
+
+.PHONY: setup system-deps browser-deps study test test-fast bench clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+# The graphviz binary draws the machines; without it drawings fall back to .dot files.
+system-deps:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing graphviz (apt-get)"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "notice: graphviz 'dot' is not installed and cannot be installed here; drawings are written as .dot files"; \
+	  fi; }
+
+# Headless Chromium drives report.html in tests/test_report_browser.py (skipped when absent).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt-get) for the browser test"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "notice: chromium is not installed and cannot be installed here; the browser test is skipped"; \
+	  fi; }
+
+study: setup
+	$(BIN)/rnnautomata run tasks/streaming_parity.toml
+
+test: setup browser-deps
+	$(BIN)/python -m pytest -m "slow or not slow" -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache test-artifacts

@@ -1,0 +1,5 @@
+import sys
+
+from rnnautomata.cli import main
+
+sys.exit(main())

@@ -1,0 +1,226 @@
+"""Command line: ``rnnautomata run | extract | track | render | report | tasks``.
+
+This is the one module that wires the whole flow together. User errors (bad study, unknown task,
+corrupt checkpoint, diverging run) print one line ``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rnnautomata import __version__
+from rnnautomata.errors import ConfigError, RnnAutomataError
+
+__all__ = ["main", "build_parser"]
+
+STUDY_KINDS = ("automata", "icl")
+
+
+def _kind_of(raw: dict, path: str) -> str:
+    kind = raw.get("kind", "automata")
+    if kind not in STUDY_KINDS:
+        raise ConfigError(f"{path}: kind = {kind!r} is not a known study kind; choose one of: {', '.join(STUDY_KINDS)}")
+    return kind
+
+
+def _run_kind(run_dir: Path) -> str:
+    from rnnautomata.runs import RunDir
+
+    return RunDir(run_dir).read_manifest().get("kind", "automata")
+
+
+def cmd_run(args) -> int:
+    from rnnautomata.config import apply_overrides, read_toml
+
+    raw = apply_overrides(read_toml(args.study), args.set or [])
+    raw.setdefault("name", Path(args.study).stem)
+    out = Path(args.out) if args.out else Path("runs") / str(raw["name"])
+    progress = not args.quiet
+    if _kind_of(raw, args.study) == "icl":
+        from rnnautomata.icl import study as icl_study
+
+        study = icl_study.load_study(raw)
+        summary = icl_study.run_study(study, out, device=args.device or "cpu", progress=progress)
+        print(json.dumps(summary, indent=1, default=str))
+        return 0
+
+    from rnnautomata.config import study_from_dict
+    from rnnautomata.dynamics import track
+    from rnnautomata.train import train
+
+    study = study_from_dict(raw)
+    result = train(study, out, device=args.device, progress=progress)
+    if result["resumed_from"] is not None:
+        print(f"resumed from step {result['resumed_from']}", file=sys.stderr)
+    dyn = track(out, device=args.device or study.train.device, progress=progress)
+    _print_dynamics_summary(dyn)
+    if not args.no_render:
+        _render_and_report(out)
+    print(f"run directory: {out}")
+    return 0
+
+
+def _render_and_report(out: Path) -> None:
+    from rnnautomata.render import render_run
+    from rnnautomata.report import write_report
+
+    for path in render_run(out):
+        print(f"wrote {path}")
+    print(f"wrote {write_report(out)}")
+
+
+def _print_dynamics_summary(dyn: dict) -> None:
+    ck = dyn["checkpoints"]
+    print(f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'train':>9} {'val':>9}  acc_by_length")
+    stride = max(1, len(ck) // 25)
+    shown = set(range(0, len(ck), stride)) | {len(ck) - 1}
+    for i, c in enumerate(ck):
+        if i not in shown:
+            continue
+        acc = " ".join(f"{k}:{v:.2f}" for k, v in c["acc_by_length"].items())
+        tl = "" if c["train_loss"] is None else f"{c['train_loss']:.2e}"
+        vl = "" if c["val_loss"] is None else f"{c['val_loss']:.2e}"
+        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}  {acc}")
+    print("phases: " + ", ".join(f"{p['name']} {p['start_step']}-{p['end_step']}" for p in dyn["phases"]))
+    f = dyn["final"]
+    print(
+        f"peak states {dyn['peak_states']}; finite from step {dyn['finite_from_step']}; final machine "
+        f"{f['n_states']} states -> {f['n_states_min']} minimised; equivalent to the task's "
+        f"{f['truth_states']}-state machine: {f['equivalent_to_truth']}"
+        + (f" (counterexample {f['counterexample']!r})" if f["counterexample"] is not None else "")
+    )
+
+
+def cmd_extract(args) -> int:
+    from rnnautomata.automata import Machine
+    from rnnautomata.runs import RunDir
+
+    run = RunDir(Path(args.run))
+    run.read_manifest()
+    step = run.resolve_step(args.step)
+    path = run.automaton_path(step)
+    if not path.is_file():
+        from rnnautomata.dynamics import track
+
+        track(run.root, progress=not args.quiet)
+    machine = Machine.load(path)
+    if args.minimize:
+        machine = machine.minimize()
+    if args.format == "dot":
+        print(machine.to_dot())
+    else:
+        print(json.dumps(machine.to_json(), indent=1))
+    return 0
+
+
+def cmd_track(args) -> int:
+    run = Path(args.run)
+    if _run_kind(run) == "icl":
+        from rnnautomata.icl import study as icl_study
+
+        print(json.dumps(icl_study.track_run(run), indent=1, default=str))
+        return 0
+    from rnnautomata.dynamics import track
+
+    dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(dyn, indent=1))
+    else:
+        _print_dynamics_summary(dyn)
+        print(f"wrote {run / 'dynamics.json'}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from rnnautomata.render import render_run
+
+    steps = None if args.step is None else [args.step]
+    for path in render_run(Path(args.run), steps=steps):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rnnautomata.report import write_report
+
+    print(f"wrote {write_report(Path(args.run))}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from rnnautomata.data import TASKS
+
+    print("tasks (task.name in a study):")
+    for name in sorted(TASKS):
+        print(f"  {name:<22} {TASKS[name][1]}")
+    studies = sorted(Path("tasks").glob("*.toml")) if Path("tasks").is_dir() else []
+    if studies:
+        print("studies shipped in tasks/:")
+        for p in studies:
+            print(f"  {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnnautomata", description="Extract automata from networks as they train.")
+    parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train a study, extract automata at every checkpoint, render and report")
+    p.add_argument("study", help="a study TOML file, e.g. tasks/streaming_parity.toml")
+    p.add_argument("--out", help="run directory (default runs/<study name>); an existing run of the same study resumes")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")
+    p.add_argument("--no-render", action="store_true", help="skip drawings and the HTML report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("extract", help="print the machine extracted at a checkpoint")
+    p.add_argument("run")
+    p.add_argument("--step", default="last", help="a checkpoint step or 'last' (default)")
+    p.add_argument("--format", choices=("json", "dot"), default="json")
+    p.add_argument("--minimize", action="store_true", help="print the minimised machine")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("track", help="extract at every checkpoint; write and print dynamics.json")
+    p.add_argument("run")
+    p.add_argument("--merger", choices=("leader", "single_linkage", "kmeans"), help="override the study's merger")
+    p.add_argument("--epsilon-scale", type=float, help="override extract.epsilon_scale")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the whole dynamics JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser("render", help="draw machines and the merge timeline into RUN/figures")
+    p.add_argument("run")
+    p.add_argument("--step", type=int, help="draw only this checkpoint's machine")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("report", help="write RUN/report.html")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tasks", help="list the known tasks and shipped studies")
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RnnAutomataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished checkpoints are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""A study: task + model + training + probe + extraction, as frozen dataclasses.
+
+A study is read from TOML (see ``tasks/streaming_parity.toml``), completed with defaults, checked
+once, and then passed around as plain immutable data. Every problem is reported as a
+:class:`~rnnautomata.errors.ConfigError` whose one-line message names the field and what is allowed.
+
+Dotted overrides (``--set train.lr=0.05``) are applied to the raw TOML dict before validation, so an
+override is checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from rnnautomata.errors import ConfigError
+
+__all__ = [
+    "TaskConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ProbeConfig",
+    "ExtractConfig",
+    "Study",
+    "read_toml",
+    "apply_overrides",
+    "load_study",
+    "study_from_dict",
+    "study_to_dict",
+    "study_to_toml",
+]
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "streaming_parity"            # a key of rnnautomata.data.TASKS (`rnnautomata tasks`)
+    k: int | None = None                      # modulus for mod_k_counting; None = task default
+    path: str | None = None                   # machine JSON/DOT file for task "machine"
+    train_min_length: int = 1                 # shortest training string
+    train_max_length: int = 10                # longest training string
+    train_set: str = "enumerate"              # "enumerate" every string, or "sample" train_samples per length
+    train_samples: int = 256                  # strings per length when train_set = "sample"
+    target: str = "last"                      # supervise the "last" position only, or "all" positions
+    val_length: int = 50                      # length of validation strings
+    val_samples: int = 256                    # number of validation strings
+    test_lengths: tuple[int, ...] = (100, 1000, 10000)  # lengths for generalisation accuracy
+    test_samples: int = 32                    # strings per test length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "elman"                       # "elman", "gru" or "lstm"
+    hidden_size: int = 100                    # units H
+    nonlinearity: str = "relu"                # elman only: "relu" or "tanh"
+    init: str = "xavier_normal"               # weight init: "xavier_normal", "xavier_uniform", "normal", "default"
+    init_gain: float = 0.1                    # gain (xavier) or std (normal) of the weights
+    initial_state: float = 1.0                # every unit of h0 (and c0) is this value; 0 stalls ReLU nets
+    learn_initial_state: bool = False         # make h0 a parameter
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"                    # "sgd" or "adam"
+    lr: float = 0.02                          # learning rate
+    momentum: float = 0.0                     # sgd momentum
+    loss: str = "mse"                         # "mse" on one-hot targets, or "cross_entropy"
+    batch_size: int = 128                     # strings per step (batches hold strings of one length)
+    epochs: int = 1000                        # passes over the training set
+    checkpoint_every: int = 5                 # epochs between checkpoints
+    early_checkpoints: int = 16               # extra log-spaced checkpoints before the first regular one
+    eval_every: int | None = 10               # epochs between evaluations at test lengths > 1000 (they dominate
+                                              # evaluation time); shorter lengths are evaluated at every checkpoint;
+                                              # None = all lengths at every checkpoint
+    grad_clip: float | None = None            # max global grad norm; None = no clipping
+    device: str = "cpu"                       # "cpu", "cuda", "cuda:0", ... (CLI --device overrides)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    depth: int = 10                           # probe every prefix up to this length (2^(D+1)-1 for binary)
+    mode: str = "enumerate"                   # "enumerate" all prefixes, or "sample" strings
+    samples: int = 4096                       # strings of length `depth` when mode = "sample"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    merger: str = "leader"                    # "leader" (the paper's greedy rule), "single_linkage", "kmeans"
+    epsilon_scale: float = 0.01               # ε = scale × ‖per-unit std of all states over all checkpoints‖
+    epsilon: float | None = None              # absolute ε; overrides epsilon_scale when set
+    n_clusters: int | None = None             # for merger = "kmeans"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str = "study"                       # run name (default output folder runs/<name>)
+    kind: str = "automata"                    # "automata" (this file) or "icl" (rnnautomata.icl.config)
+    seed: int = 0                             # one seed for init, data order and evaluation strings
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+
+
+_SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "probe": ProbeConfig, "extract": ExtractConfig}
+_CHOICES = {
+    "task.train_set": ("enumerate", "sample"),
+    "task.target": ("last", "all"),
+    "model.arch": ("elman", "gru", "lstm"),
+    "model.nonlinearity": ("relu", "tanh"),
+    "model.init": ("xavier_normal", "xavier_uniform", "normal", "default"),
+    "train.optimizer": ("sgd", "adam"),
+    "train.loss": ("mse", "cross_entropy"),
+    "probe.mode": ("enumerate", "sample"),
+    "extract.merger": ("leader", "single_linkage", "kmeans"),
+    "kind": ("automata",),
+}
+_POSITIVE = {
+    "task.train_min_length", "task.train_max_length", "task.train_samples", "task.val_length",
+    "task.val_samples", "task.test_samples", "model.hidden_size", "train.lr", "train.batch_size",
+    "train.epochs", "train.checkpoint_every", "probe.depth", "probe.samples", "extract.epsilon_scale",
+    "extract.epsilon", "extract.n_clusters", "train.eval_every", "train.grad_clip", "task.k",
+}
+
+
+def read_toml(path: str | Path) -> dict:
+    """Parse a TOML file into a dict, with a one-line error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} not found; see `rnnautomata tasks` for the shipped studies")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file") from None
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as TOML (numbers, booleans, strings, arrays); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
+    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied.
+
+    Examples
+    --------
+    >>> apply_overrides({"train": {"lr": 0.02}}, ["train.lr=0.05"])["train"]["lr"]
+    0.05
+    """
+    out = json.loads(json.dumps(raw, default=str)) if raw else {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value, e.g. train.lr=0.05")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override key {key!r} is empty or has an empty part")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(text.strip())
+    return out
+
+
+def _type_ok(value: Any, annotation: str) -> Any:
+    """Check/coerce ``value`` against a field annotation string; return the coerced value or raise TypeError."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise TypeError("may not be empty")
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        raise TypeError("must be true or false")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("must be an integer")
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("must be a number")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise TypeError("must be a string")
+        return value
+    if base.startswith("tuple[int"):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise TypeError("must be a list of integers")
+        return tuple(value)
+    raise TypeError(f"unsupported type {annotation}")  # pragma: no cover
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{prefix}] must be a table, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown field {prefix}.{unknown[0]}; allowed in [{prefix}]: {', '.join(known)}")
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}"
+        try:
+            kwargs[name] = _type_ok(value, known[name].type)
+        except TypeError as err:
+            raise ConfigError(f"{key} {err} (got {value!r})") from None
+        _check_value(key, kwargs[name])
+    return cls(**kwargs)
+
+
+def _check_value(key: str, value: Any) -> None:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
+    if key in _POSITIVE and value is not None and value <= 0:
+        raise ConfigError(f"{key} must be positive (got {value!r})")
+
+
+def study_from_dict(raw: Mapping[str, Any]) -> Study:
+    """Validate a raw study dict (from TOML) and build a :class:`Study`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("a study must be a TOML table")
+    top = {f.name: f for f in fields(Study) if f.name not in _SECTIONS}
+    unknown = sorted(set(raw) - set(top) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in the study; allowed: {', '.join(list(top) + list(_SECTIONS))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in top.items():
+        if name in raw:
+            try:
+                kwargs[name] = _type_ok(raw[name], f.type)
+            except TypeError as err:
+                raise ConfigError(f"{name} {err} (got {raw[name]!r})") from None
+            _check_value(name, kwargs[name])
+    for section, cls in _SECTIONS.items():
+        kwargs[section] = _build(cls, raw.get(section, {}), section)
+    study = Study(**kwargs)
+    _cross_check(study)
+    return study
+
+
+def _cross_check(study: Study) -> None:
+    t = study.task
+    if t.train_min_length > t.train_max_length:
+        raise ConfigError(
+            f"task.train_min_length ({t.train_min_length}) exceeds task.train_max_length ({t.train_max_length})"
+        )
+    if study.extract.merger == "kmeans" and study.extract.n_clusters is None:
+        raise ConfigError("extract.merger = 'kmeans' needs extract.n_clusters")
+    if study.probe.mode == "enumerate" and study.probe.depth > 22:
+        raise ConfigError(f"probe.depth = {study.probe.depth} enumerates too many prefixes; use probe.mode = 'sample'")
+    if study.model.arch != "elman" and study.model.nonlinearity != "relu" and study.model.nonlinearity != "tanh":
+        raise ConfigError("model.nonlinearity applies to elman only")  # pragma: no cover
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
+    """Read, override and validate a study TOML file."""
+    raw = apply_overrides(read_toml(path), overrides)
+    if "name" not in raw:
+        raw["name"] = Path(path).stem
+    return study_from_dict(raw)
+
+
+def study_to_dict(study: Study) -> dict:
+    """The resolved study as a plain dict (None fields omitted, as TOML has no null)."""
+
+    def clean(d: dict) -> dict:
+        return {k: (clean(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v)
+                for k, v in d.items() if v is not None}
+
+    return clean(dataclasses.asdict(study))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")  # pragma: no cover
+
+
+def study_to_toml(study: Study) -> str:
+    """Write the resolved study as TOML that :func:`load_study` reads back to an equal Study."""
+    d = study_to_dict(study)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for section in _SECTIONS:
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,263 @@
+"""Across checkpoints: state counts, finiteness, merge events and the phases of training.
+
+:func:`track` probes every checkpoint of a run, merges the hidden states with one ε for the whole
+trajectory, extracts a machine per checkpoint, and records how the machine changes:
+
+- ``n_states`` (merged states) and ``n_states_min`` (after minimisation) side by side;
+- ``finite``: every transition of the extracted machine closes inside the probed tree;
+- ``successor``: for each state of the previous checkpoint, the state its prefixes mostly moved
+  to, and ``merged``: groups of previous states that became one;
+- the network's behaviour (train/val loss, accuracy on long strings) beside it, so finiteness and
+  behavioural generalisation can be seen to agree or come apart;
+- ``phases``: from a small init every state starts close to every other, so the machine at step 0
+  can look finite with a handful of states; training then spreads the states into a prefix tree
+  (*tree*), states merge (*merging*) and the machine closes for good (*finite*). The step from which
+  it stays finite is ``finite_from_step``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rnnautomata.automata import Machine
+from rnnautomata.config import study_from_dict, read_toml
+from rnnautomata.errors import CheckpointError
+from rnnautomata.extract import extract_machine
+from rnnautomata.merge import epsilon_from_states, make_merger
+from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe
+from rnnautomata.runs import RunDir, atomic_write_json
+from rnnautomata.train import load_model
+
+__all__ = ["DYNAMICS_FORMAT", "successor_map", "merge_events", "phases", "finite_from", "track", "read_dynamics"]
+
+DYNAMICS_FORMAT = "rnnautomata.dynamics/1"
+
+
+def successor_map(prev_labels: np.ndarray, labels: np.ndarray, n_prev: int) -> list[int]:
+    """For each previous state, the current state most of its prefixes now belong to.
+
+    Parameters
+    ----------
+    prev_labels, labels : (N,) state of every probed prefix at the previous and current checkpoint.
+    n_prev : number of previous states.
+
+    Returns
+    -------
+    list of length ``n_prev`` (ties go to the smaller state id; -1 for a state with no prefix).
+    """
+    out = [-1] * n_prev
+    order = np.lexsort((labels, prev_labels))
+    pairs = np.stack([prev_labels[order], labels[order]], axis=1)  # (N, 2)
+    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    best: dict[int, tuple[int, int]] = {}
+    for (p, c), k in zip(uniq.tolist(), counts.tolist()):
+        if p not in best or k > best[p][0]:
+            best[p] = (k, c)
+    for p, (_, c) in best.items():
+        out[p] = c
+    return out
+
+
+def merge_events(successor: Sequence[int]) -> list[dict]:
+    """Groups of previous states that became one: ``[{"from": [...], "into": s}, ...]``."""
+    groups: dict[int, list[int]] = {}
+    for p, s in enumerate(successor):
+        if s >= 0:
+            groups.setdefault(s, []).append(p)
+    return [{"from": sorted(ps), "into": s} for s, ps in sorted(groups.items()) if len(ps) > 1]
+
+
+def finite_from(steps: Sequence[int], finite: Sequence[bool]) -> int | None:
+    """The first step from which every later checkpoint is finite (None if the last is not)."""
+    if not finite or not finite[-1]:
+        return None
+    j = len(finite) - 1
+    while j > 0 and finite[j - 1]:
+        j -= 1
+    return int(steps[j])
+
+
+def phases(steps: Sequence[int], n_states: Sequence[int], finite: Sequence[bool]) -> list[dict]:
+    """Split training into phases: initial (finite from a small init), tree, merging, finite.
+
+    *initial*: from step 0 while the machine is still finite; *tree*: from its first infinite
+    checkpoint to the peak state count; *merging*: from the peak to ``finite_from_step``; *finite*:
+    from then on. Phases that do not occur are left out.
+    """
+    steps, n_states, finite = list(steps), list(n_states), list(finite)
+    if not steps:
+        return []
+    out = []
+    last = len(steps) - 1
+    first_inf = next((i for i, f in enumerate(finite) if not f), None)
+    ff = finite_from(steps, finite)
+    ff_idx = steps.index(ff) if ff is not None else None
+    if first_inf is None:
+        return [{"name": "finite", "start_step": steps[0], "end_step": steps[last]}]
+    if first_inf > 0:
+        out.append({"name": "initial", "start_step": steps[0], "end_step": steps[first_inf - 1]})
+    end_inf = (ff_idx - 1) if ff_idx is not None else last
+    window = range(first_inf, end_inf + 1)
+    peak = max(window, key=lambda i: (n_states[i], -i))
+    out.append({"name": "tree", "start_step": steps[first_inf], "end_step": steps[peak]})
+    if peak < end_inf or ff_idx is not None:
+        out.append({"name": "merging", "start_step": steps[peak], "end_step": steps[end_inf if ff_idx is None else ff_idx]})
+    if ff_idx is not None:
+        out.append({"name": "finite", "start_step": steps[ff_idx], "end_step": steps[last]})
+    return out
+
+
+@dataclass(frozen=True)
+class _Probed:
+    step: int
+    epoch: float
+    result: ProbeResult
+
+
+def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool) -> tuple[list[_Probed], object]:
+    task = None
+    tree = None
+    out = []
+    iterator = steps
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(steps, desc="probe", unit="ckpt")
+    for step in iterator:
+        model, info = load_model(run.root, step, device=device)
+        task = info["task"]
+        if tree is None:
+            if study.probe.mode == "enumerate":
+                tree = prefix_tree(task.n_symbols, study.probe.depth)
+            else:
+                rng = np.random.default_rng((study.seed, 3_000_017))
+                tree = prefix_tree_from_strings(task.sample(rng, study.probe.samples, study.probe.depth), task.n_symbols)
+        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device)))
+    return out, task
+
+
+def track(
+    run_dir: str | Path,
+    merger: str | None = None,
+    epsilon_scale: float | None = None,
+    epsilon: float | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    write: bool = True,
+) -> dict:
+    """Extract a machine at every checkpoint of a run and summarise the merge dynamics.
+
+    Writes ``automata/step_XXXXXX.json`` for every checkpoint and ``dynamics.json`` (format in
+    docs/formats.md) unless ``write`` is False. Merger settings default to the study's
+    ``[extract]`` section.
+
+    Returns
+    -------
+    The dynamics dict.
+    """
+    run = RunDir(Path(run_dir))
+    manifest = run.read_manifest()
+    if manifest.get("kind", "automata") != "automata":
+        raise CheckpointError(f"{run.root} is a {manifest.get('kind')!r} run; `track` on it is handled by its own module")
+    study = study_from_dict(read_toml(run.study_path))
+    steps = run.steps()
+    if not steps:
+        raise CheckpointError(f"{run.root} has no checkpoints; run `rnnautomata run` first")
+    merger_name = merger or study.extract.merger
+    probed, task = _probe_all(run, steps, study, device, progress)
+
+    if epsilon is None and study.extract.epsilon is not None and epsilon_scale is None:
+        epsilon = study.extract.epsilon
+    if epsilon is None:
+        scale = epsilon_scale if epsilon_scale is not None else study.extract.epsilon_scale
+        epsilon = float(epsilon_from_states([p.result.states for p in probed], scale=scale))
+    params = {"n_clusters": study.extract.n_clusters, "random_state": study.seed} if merger_name == "kmeans" else {"epsilon": epsilon}
+
+    metrics = {r["step"]: r for r in run.read_metrics()}
+    checkpoints = []
+    prev_labels, prev_n = None, 0
+    iterator = probed
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(probed, desc="extract", unit="ckpt")
+    for p in iterator:
+        labels = make_merger(merger_name, **params).fit(p.result.states).labels_
+        ext = extract_machine(p.result, labels, task.alphabet, task.outputs)
+        minimal = ext.machine.minimize()
+        m = metrics.get(p.step, {})
+        acc = {k.split("len", 1)[1]: v for k, v in m.items() if k.startswith("eval/acc_len")}
+        entry = {
+            "step": p.step,
+            "epoch": p.epoch,
+            "n_states": int(ext.n_states),
+            "n_states_min": int(minimal.n_states),
+            "finite": bool(ext.finite),
+            "train_loss": m.get("train/loss"),
+            "val_loss": m.get("val/loss"),
+            "acc_by_length": acc,
+            "successor": None,
+            "merged": [],
+        }
+        if prev_labels is not None:
+            succ = successor_map(prev_labels, ext.labels, prev_n)
+            entry["successor"] = succ
+            entry["merged"] = merge_events(succ)
+        if write:
+            meta = dict(ext.machine.meta)
+            meta.update(step=p.step, epoch=p.epoch, n_states=entry["n_states"], n_states_min=entry["n_states_min"],
+                        finite=entry["finite"], merger=merger_name, epsilon=epsilon)
+            Machine(ext.machine.alphabet, ext.machine.outputs, ext.machine.transitions, ext.machine.output_of_state,
+                    ext.machine.start, meta).save(run.automaton_path(p.step))
+        checkpoints.append(entry)
+        prev_labels, prev_n = ext.labels, ext.n_states
+
+    steps_l = [c["step"] for c in checkpoints]
+    fin = [c["finite"] for c in checkpoints]
+    last_min = minimal
+    same, witness = last_min.equivalent(task.machine)
+    dyn = {
+        "format": DYNAMICS_FORMAT,
+        "task": study.task.name,
+        "merger": merger_name,
+        "epsilon": epsilon,
+        "depth": study.probe.depth,
+        "n_prefixes": int(len(probed[0].result.states)),
+        "checkpoints": checkpoints,
+        "phases": phases(steps_l, [c["n_states"] for c in checkpoints], fin),
+        "finite_from_step": finite_from(steps_l, fin),
+        "peak_states": max(c["n_states"] for c in checkpoints),
+        "final": {
+            "step": steps_l[-1],
+            "n_states": checkpoints[-1]["n_states"],
+            "n_states_min": checkpoints[-1]["n_states_min"],
+            "finite": fin[-1],
+            "truth_states": int(task.machine.n_states),
+            "equivalent_to_truth": bool(same),
+            "counterexample": None if witness is None else "".join(task.alphabet[s] for s in witness),
+        },
+    }
+    if write:
+        atomic_write_json(run.dynamics_path, dyn)
+    return dyn
+
+
+def read_dynamics(run_dir: str | Path) -> dict:
+    """Read a run's dynamics.json, checking its format tag."""
+    import json
+
+    path = RunDir(Path(run_dir)).dynamics_path
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; run `rnnautomata track {Path(run_dir)}` first")
+    try:
+        dyn = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path} is not valid JSON; rerun `rnnautomata track`") from None
+    if dyn.get("format") != DYNAMICS_FORMAT:
+        raise CheckpointError(f"{path} has format {dyn.get('format')!r}, expected {DYNAMICS_FORMAT!r}")
+    return dyn

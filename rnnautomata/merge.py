@@ -1,0 +1,368 @@
+"""Partitions of hidden states: which prefixes does the network treat as the same state?
+
+Step 2 of DESIGN.md's "Extraction, precisely". Every merger is a scikit-learn-style estimator:
+`__init__` stores parameters, `fit(X)` returns self and sets `labels_` ((N,) ints numbered by first
+appearance, so row 0's cluster is 0) and `n_clusters_`.
+
+>>> merger = LeaderMerger(epsilon=0.05).fit(hidden)   # hidden: (N, H)
+>>> merger.labels_                                     # (N,)
+
+Leader versus single linkage at the same epsilon
+------------------------------------------------
+`LeaderMerger` is the greedy rule of van Rossem & Saxe: in row order, a point joins the first
+group whose *leader* (first member) lies within epsilon, else it leads a new group. Each group is
+a subset of a ball of radius epsilon about its leader, so every member is an epsilon-neighbour of
+the leader, and the whole group lies in one connected component of the epsilon-neighbour graph.
+`SingleLinkageMerger` returns exactly those components. Hence the single-linkage partition is a
+coarsening of the leader partition and gives *at most* as many clusters. It can give fewer for two
+reasons: two points within epsilon of each other may follow different leaders (leader keeps them
+apart, single linkage joins them), and single linkage chains, joining points arbitrarily far apart
+through a path of epsilon-steps. Leader groups also depend on the row order; components do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+__all__ = [
+    "MERGERS",
+    "KMeansMerger",
+    "LeaderMerger",
+    "SingleLinkageMerger",
+    "epsilon_from_states",
+    "make_merger",
+]
+
+
+def _first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Renumber `labels` (N,) so that clusters are numbered by their first row."""
+    if labels.size == 0:
+        return labels.astype(np.int64)
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
+def _as_points(X) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d array (n_points, n_features), got shape {X.shape}")
+    return X
+
+
+def _check_epsilon(epsilon: float) -> float:
+    epsilon = float(epsilon)
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a finite non-negative number, got {epsilon}")
+    return epsilon
+
+
+def epsilon_from_states(arrays: np.ndarray | Sequence[np.ndarray], scale: float = 0.01) -> float:
+    """One epsilon for a whole trajectory: `scale` x the norm of the per-unit standard deviation.
+
+    Parameters
+    ----------
+    arrays : array (N, S) or sequence of arrays (N_i, S)
+        States, e.g. one probe per checkpoint; statistics are over all rows concatenated.
+    scale : float
+        Fraction of the spread (the seed uses 0.01).
+
+    Returns
+    -------
+    float
+        scale * || std over rows, per unit ||.
+    """
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    total, total_sq, count = 0.0, 0.0, 0
+    shift = None
+    for a in arrays:
+        a = _as_points(a).astype(np.float64)
+        if shift is None:  # shift by the first row for a stable one-pass variance
+            shift = a[0].copy() if len(a) else None
+        if len(a) == 0:
+            continue
+        centred = a - shift  # (N_i, S)
+        total = total + centred.sum(0)
+        total_sq = total_sq + (centred**2).sum(0)
+        count += len(a)
+    if count == 0:
+        raise ValueError("epsilon_from_states needs at least one state")
+    mean = total / count
+    variance = np.maximum(total_sq / count - mean**2, 0.0)  # (S,)
+    return float(scale * np.sqrt(variance.sum()))
+
+
+class LeaderMerger:
+    """The greedy leader rule: in row order, join the first group whose leader is within epsilon.
+
+    Distances are Euclidean and "within" means <= epsilon. The fit runs leader by leader: the
+    first unassigned row leads a new group, which takes every unassigned row within epsilon of it
+    (all later rows, so no earlier leader could claim them). Rows are processed in blocks whose
+    distances to all current leaders come from one matrix product, so the cost is
+    O(N x n_groups x S) flops in a few hundred vectorised calls when groups are few.
+
+    Parameters
+    ----------
+    epsilon : float
+        Radius of a group about its leader.
+    block_size : int
+        Rows compared with the leaders at once.
+
+    Attributes
+    ----------
+    labels_ : np.ndarray
+        (N,) int64 group of each row, numbered by first appearance.
+    n_clusters_ : int
+    leaders_ : np.ndarray
+        (n_clusters_,) row index of each group's leader.
+    """
+
+    def __init__(self, epsilon: float = 0.01, block_size: int = 4096):
+        self.epsilon = epsilon
+        self.block_size = block_size
+
+    def fit(self, X, y=None) -> LeaderMerger:
+        """Group the rows of X (N, S); returns self."""
+        X = _as_points(X)
+        epsilon = _check_epsilon(self.epsilon)
+        n = len(X)
+        labels = np.full(n, -1, dtype=np.int64)
+        centre = X.mean(0, dtype=np.float64) if n else 0.0  # centring keeps |x|^2 terms small
+        leader_rows: list[int] = []
+        leaders = np.empty((0, X.shape[1]))  # (L, S) float64
+        leader_sq = np.empty(0)  # (L,)
+        eps_sq = epsilon**2
+        start = 0
+        while start < n:
+            # Keep the (B, L) distance block near 2**22 entries however many leaders there are.
+            rows = max(64, min(self.block_size, 2**22 // max(len(leader_rows), 1)))
+            block = X[start : start + rows].astype(np.float64) - centre  # (B, S)
+            block_sq = np.einsum("ij,ij->i", block, block)  # (B,)
+            block_labels = np.full(len(block), -1, dtype=np.int64)
+            if len(leaders):
+                d2 = block_sq[:, None] + leader_sq[None, :] - 2.0 * block @ leaders.T  # (B, L)
+                near = d2 <= eps_sq
+                has = near.any(1)
+                block_labels[has] = near[has].argmax(1)  # first (oldest) leader within epsilon
+            rest = np.flatnonzero(block_labels < 0)
+            if len(rest):
+                # New leaders among the unclaimed rows of this block, leader by leader.
+                points = block[rest]  # (R, S)
+                sq = block_sq[rest]
+                unassigned = np.ones(len(rest), dtype=bool)
+                new_leaders = []
+                while unassigned.any():
+                    i = int(np.argmax(unassigned))  # first unassigned row leads
+                    todo = np.flatnonzero(unassigned)
+                    d2 = sq[todo] + sq[i] - 2.0 * points[todo] @ points[i]  # (R_todo,)
+                    claimed = todo[d2 <= eps_sq]
+                    claimed = np.union1d(claimed, [i])
+                    block_labels[rest[claimed]] = len(leader_rows) + len(new_leaders)
+                    unassigned[claimed] = False
+                    new_leaders.append(i)
+                leader_rows.extend(int(start + rest[i]) for i in new_leaders)
+                leaders = np.vstack([leaders, points[new_leaders]])
+                leader_sq = np.concatenate([leader_sq, sq[new_leaders]])
+            labels[start : start + len(block)] = block_labels
+            start += len(block)
+        # Groups are created in row order of their leaders, which is first-appearance order.
+        self.labels_ = labels
+        self.n_clusters_ = len(leader_rows)
+        self.leaders_ = np.asarray(leader_rows, dtype=np.int64)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit and return `labels_`."""
+        return self.fit(X).labels_
+
+
+class SingleLinkageMerger:
+    """Connected components of the epsilon-neighbour graph (edges where distance <= epsilon).
+
+    This equals single-linkage clustering cut at distance epsilon, without an N x N matrix:
+
+    1. Rows falling in the same cell of a grid of side epsilon / sqrt(S) are within epsilon of one
+       another, so they are joined at once (cells are hashed; a hash collision is detected and
+       the colliding rows kept apart). Converged states collapse to a few cells.
+    2. Each cell keeps its first row as representative and its radius r (largest distance of a
+       member to the representative). Two cells can only be linked if their representatives lie
+       within epsilon + 2 max(r); a KD-tree finds those candidate pairs. A pair is linked at once
+       when the representatives are within epsilon, skipped when they are farther than
+       epsilon + r_a + r_b, and otherwise (rare) decided by the exact smallest member distance,
+       only if the two cells are not already connected.
+
+    Parameters
+    ----------
+    epsilon : float
+        Link distance.
+
+    Attributes
+    ----------
+    labels_ : np.ndarray
+        (N,) int64 component of each row, numbered by first appearance.
+    n_clusters_ : int
+    n_cells_ : int
+        Number of grid cells (near-duplicate groups) after step 1.
+    """
+
+    def __init__(self, epsilon: float = 0.01):
+        self.epsilon = epsilon
+
+    def fit(self, X, y=None) -> SingleLinkageMerger:
+        """Group the rows of X (N, S); returns self."""
+        X = _as_points(X)
+        epsilon = _check_epsilon(self.epsilon)
+        n, dim = X.shape
+        if n == 0:
+            self.labels_, self.n_clusters_, self.n_cells_ = np.zeros(0, np.int64), 0, 0
+            return self
+        cell = self._cells(X, epsilon)  # (N,) cell id, cells numbered by first row
+        n_cells = int(cell.max()) + 1
+        order = np.argsort(cell, kind="stable")  # rows grouped by cell, first row first
+        bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
+        rep_rows = order[bounds[:-1]]  # (C,) first row of each cell
+        reps = X[rep_rows].astype(np.float64)  # (C, S)
+        radius = np.zeros(n_cells)
+        for start in range(0, n, 65536):
+            rows = slice(start, start + 65536)
+            diff = X[rows].astype(np.float64) - reps[cell[rows]]  # (B, S)
+            np.maximum.at(radius, cell[rows], np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+
+        pairs = cKDTree(reps).query_pairs(epsilon + 2.0 * radius.max(), output_type="ndarray")
+        a, b = pairs[:, 0], pairs[:, 1]  # (P,)
+        gap = np.linalg.norm(reps[a] - reps[b], axis=1)  # (P,)
+        sure = gap <= epsilon
+        _, component = connected_components(self._graph(a[sure], b[sure], n_cells), directed=False)
+        maybe = (~sure) & (gap - radius[a] - radius[b] <= epsilon)
+        extra_a, extra_b = [], []
+        for i, j in zip(a[maybe], b[maybe]):
+            if component[i] == component[j]:
+                continue
+            members_i = X[order[bounds[i] : bounds[i + 1]]].astype(np.float64)
+            members_j = X[order[bounds[j] : bounds[j + 1]]].astype(np.float64)
+            if _min_distance(members_i, members_j, epsilon) <= epsilon:
+                extra_a.append(i)
+                extra_b.append(j)
+        if extra_a:
+            graph = self._graph(
+                np.concatenate([a[sure], extra_a]), np.concatenate([b[sure], extra_b]), n_cells
+            )
+            _, component = connected_components(graph, directed=False)
+        self.labels_ = _first_appearance(component[cell])
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        self.n_cells_ = n_cells
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit and return `labels_`."""
+        return self.fit(X).labels_
+
+    @staticmethod
+    def _graph(a, b, n):
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        return coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n)).tocsr()
+
+    @staticmethod
+    def _cells(X: np.ndarray, epsilon: float) -> np.ndarray:
+        """(N,) grid-cell id per row (numbered by first row); cell-mates are within epsilon."""
+        n, dim = X.shape
+        if epsilon == 0.0:  # only exact duplicates can be joined
+            _, inverse = np.unique(X, axis=0, return_inverse=True)
+            return _first_appearance(inverse.reshape(-1))
+        side = epsilon / np.sqrt(dim)  # a cell's diameter is side * sqrt(dim) = epsilon
+        origin = X.min(0).astype(np.float64)
+        coeffs = np.random.default_rng(0).integers(1, 2**63, size=dim, dtype=np.uint64) | 1
+
+        def grid(rows):
+            return np.floor((X[rows].astype(np.float64) - origin) / side).astype(np.int64)
+
+        hashes = np.empty(n, dtype=np.uint64)
+        for start in range(0, n, 65536):
+            rows = slice(start, start + 65536)
+            hashes[start : start + 65536] = (grid(rows).view(np.uint64) * coeffs).sum(1)
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        # Hash collisions: a row whose grid cell differs from its group's first row stands alone.
+        collided = np.zeros(n, dtype=bool)
+        for start in range(0, n, 65536):
+            rows = np.arange(start, min(start + 65536, n))
+            collided[rows] = np.any(grid(rows) != grid(first[inverse[rows]]), axis=1)
+        ids = inverse.copy()
+        ids[collided] = len(first) + np.arange(collided.sum())
+        return _first_appearance(ids)
+
+
+def _min_distance(A: np.ndarray, B: np.ndarray, stop_below: float) -> float:
+    """Smallest distance between rows of A and B, stopping early once <= stop_below."""
+    best = np.inf
+    b_sq = np.einsum("ij,ij->i", B, B)
+    for start in range(0, len(A), 1024):
+        chunk = A[start : start + 1024]  # (b, S)
+        d2 = np.einsum("ij,ij->i", chunk, chunk)[:, None] + b_sq[None, :] - 2 * chunk @ B.T
+        best = min(best, float(np.sqrt(max(d2.min(), 0.0))))
+        if best <= stop_below * (1 - 1e-9):
+            return best
+    # Near the threshold recompute exactly (no cancellation) for the closest pair.
+    if best <= stop_below * (1 + 1e-6):
+        return float(min(np.linalg.norm(B - a, axis=1).min() for a in A))
+    return best
+
+
+class KMeansMerger:
+    """k-means with a fixed number of clusters (scikit-learn's KMeans), labels by first appearance.
+
+    Parameters
+    ----------
+    n_clusters : int
+    random_state : int or None
+        Seed passed to sklearn.
+    n_init : int
+        Restarts.
+    """
+
+    def __init__(self, n_clusters: int = 2, random_state: int | None = None, n_init: int = 4):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.n_init = n_init
+
+    def fit(self, X, y=None) -> KMeansMerger:
+        """Cluster the rows of X (N, S); returns self."""
+        from sklearn.cluster import KMeans
+
+        X = _as_points(X)
+        kmeans = KMeans(self.n_clusters, random_state=self.random_state, n_init=self.n_init)
+        self.labels_ = _first_appearance(kmeans.fit_predict(X))
+        self.n_clusters_ = int(self.labels_.max()) + 1 if len(X) else 0
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit and return `labels_`."""
+        return self.fit(X).labels_
+
+
+MERGERS: dict[str, Callable[..., object]] = {
+    "leader": LeaderMerger,
+    "single_linkage": SingleLinkageMerger,
+    "kmeans": KMeansMerger,
+}
+
+
+def make_merger(name: str, **params):
+    """Build the merger registered as `name` with keyword `params`.
+
+    Raises
+    ------
+    ValueError
+        If `name` is not in MERGERS.
+    """
+    if name not in MERGERS:
+        raise ValueError(f"unknown merger {name!r}; known mergers: {', '.join(sorted(MERGERS))}")
+    return MERGERS[name](**params)

@@ -1,0 +1,248 @@
+"""Hidden states of a recurrent network for every node of a prefix tree.
+
+Step 1 of DESIGN.md's "Extraction, precisely": enumerate the strings up to a depth (or all prefixes
+of a sample of strings) as a prefix tree, then run the network once per tree node, reusing the
+parent's hidden state, so probing costs O(nodes) steps rather than O(nodes x depth).
+
+Example
+-------
+>>> tree = prefix_tree(n_symbols=2, depth=2)
+>>> tree.n_nodes, [tree.string(i) for i in range(tree.n_nodes)]
+(7, [(), (0,), (1,), (0, 0), (0, 1), (1, 0), (1, 1)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["PrefixTree", "ProbeResult", "prefix_tree", "prefix_tree_from_strings", "probe"]
+
+
+@dataclass(frozen=True, eq=False)
+class PrefixTree:
+    """A prefix tree in BFS order: node 0 is the empty prefix; nodes are sorted by length, then
+    lexicographically by symbol id.
+
+    Attributes
+    ----------
+    parent : np.ndarray
+        (N,) int64 parent node of each node; -1 for the root.
+    symbol : np.ndarray
+        (N,) int64 last symbol of each node's string; -1 for the root.
+    depth : np.ndarray
+        (N,) int64 length of each node's string.
+    children : np.ndarray
+        (N, n_symbols) int64 child node under each symbol; -1 where the child is not in the tree
+        (beyond the maximum depth, or not sampled).
+    n_symbols : int
+        Alphabet size.
+    max_depth : int
+        Length of the longest string in the tree.
+    """
+
+    parent: np.ndarray
+    symbol: np.ndarray
+    depth: np.ndarray
+    children: np.ndarray
+    n_symbols: int
+    max_depth: int
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes, the empty prefix included."""
+        return int(self.parent.shape[0])
+
+    def level(self, depth: int) -> slice:
+        """The slice of node ids whose strings have length `depth` (contiguous in BFS order)."""
+        start, stop = np.searchsorted(self.depth, [depth, depth + 1])
+        return slice(int(start), int(stop))
+
+    def string(self, node: int) -> tuple[int, ...]:
+        """The string of symbol ids that leads from the root to `node`."""
+        symbols = []
+        while node > 0:
+            symbols.append(int(self.symbol[node]))
+            node = int(self.parent[node])
+        return tuple(reversed(symbols))
+
+    def symbols_matrix(self) -> np.ndarray:
+        """(N, max_depth) int64 matrix of every node's string, padded with -1 after its end."""
+        matrix = np.full((self.n_nodes, self.max_depth), -1, dtype=np.int64)
+        for d in range(1, self.max_depth + 1):
+            nodes = self.level(d)
+            matrix[nodes, : d - 1] = matrix[self.parent[nodes], : d - 1]
+            matrix[nodes, d - 1] = self.symbol[nodes]
+        return matrix
+
+
+def _check_n_symbols(n_symbols: int) -> None:
+    if n_symbols < 1:
+        raise ValueError(f"n_symbols must be at least 1, got {n_symbols}")
+
+
+def prefix_tree(n_symbols: int, depth: int) -> PrefixTree:
+    """Every string over `n_symbols` symbols of length at most `depth`, as a prefix tree.
+
+    Vectorised per level: the node at position j of level d spells j in base `n_symbols`.
+
+    Parameters
+    ----------
+    n_symbols : int
+        Alphabet size (symbol ids 0 .. n_symbols - 1).
+    depth : int
+        Maximum string length (0 gives the root alone).
+
+    Returns
+    -------
+    PrefixTree
+        With sum_{d<=depth} n_symbols**d nodes.
+
+    Raises
+    ------
+    ValueError
+        If `n_symbols` < 1 or `depth` < 0.
+    """
+    _check_n_symbols(n_symbols)
+    if depth < 0:
+        raise ValueError(f"depth must be non-negative, got {depth}")
+    sizes = np.array([n_symbols**d for d in range(depth + 1)], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])  # (depth + 2,)
+    n_nodes = int(offsets[-1])
+    parent = np.full(n_nodes, -1, dtype=np.int64)
+    symbol = np.full(n_nodes, -1, dtype=np.int64)
+    depths = np.repeat(np.arange(depth + 1, dtype=np.int64), sizes)  # (N,)
+    children = np.full((n_nodes, n_symbols), -1, dtype=np.int64)
+    for d in range(1, depth + 1):
+        j = np.arange(sizes[d], dtype=np.int64)  # position within level d
+        parent[offsets[d] : offsets[d + 1]] = offsets[d - 1] + j // n_symbols
+        symbol[offsets[d] : offsets[d + 1]] = j % n_symbols
+        children[offsets[d - 1] : offsets[d]] = (offsets[d] + j).reshape(-1, n_symbols)
+    return PrefixTree(parent, symbol, depths, children, n_symbols, depth)
+
+
+def prefix_tree_from_strings(strings: Iterable[Sequence[int]], n_symbols: int) -> PrefixTree:
+    """All prefixes of the given strings (deduplicated, the empty one included) as a prefix tree.
+
+    The ordering is the same as `prefix_tree`'s: by length, then lexicographically.
+
+    Parameters
+    ----------
+    strings : iterable of sequences of int
+        Strings of symbol ids, of any lengths (a (B, T) integer array works too).
+    n_symbols : int
+        Alphabet size.
+
+    Returns
+    -------
+    PrefixTree
+
+    Raises
+    ------
+    ValueError
+        If a symbol id lies outside 0 .. n_symbols - 1.
+    """
+    _check_n_symbols(n_symbols)
+    rows = [np.asarray(s, dtype=np.int64).reshape(-1) for s in strings]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)  # (B,)
+    max_depth = int(lengths.max()) if len(rows) else 0
+    padded = np.full((len(rows), max_depth), -1, dtype=np.int64)  # (B, T)
+    for i, r in enumerate(rows):
+        padded[i, : len(r)] = r
+    valid = np.arange(max_depth)[None, :] < lengths[:, None]  # (B, T)
+    if np.any(padded[valid] < 0) or np.any(padded[valid] >= n_symbols):
+        raise ValueError(f"symbol ids must lie in 0..{n_symbols - 1}")
+
+    parents, symbols, depths = [np.array([-1])], [np.array([-1])], [np.array([0])]
+    node_of_string = np.zeros(len(rows), dtype=np.int64)  # (B,) node of each string's prefix
+    n_nodes = 1
+    for d in range(1, max_depth + 1):
+        active = lengths >= d  # (B,)
+        # Parents of level d are numbered in lexicographic order, so sorting (parent, symbol)
+        # keys orders level d lexicographically too.
+        keys = node_of_string[active] * n_symbols + padded[active, d - 1]  # (B_active,)
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        parents.append(unique_keys // n_symbols)
+        symbols.append(unique_keys % n_symbols)
+        depths.append(np.full(len(unique_keys), d))
+        node_of_string[active] = n_nodes + inverse
+        n_nodes += len(unique_keys)
+    parent = np.concatenate(parents).astype(np.int64)
+    symbol = np.concatenate(symbols).astype(np.int64)
+    children = np.full((n_nodes, n_symbols), -1, dtype=np.int64)
+    children[parent[1:], symbol[1:]] = np.arange(1, n_nodes)
+    depth = np.concatenate(depths).astype(np.int64)
+    return PrefixTree(parent, symbol, depth, children, n_symbols, max_depth)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """The network's hidden state and output class after every prefix of a tree.
+
+    Attributes
+    ----------
+    tree : PrefixTree
+    states : np.ndarray
+        (N, S) float32 state after each node's string (row 0: the initial state).
+    outputs : np.ndarray
+        (N,) int64 network output class, `readout(state).argmax(-1)`, after each node's string.
+    """
+
+    tree: PrefixTree
+    states: np.ndarray
+    outputs: np.ndarray
+
+
+def probe(
+    model: torch.nn.Module, tree: PrefixTree, device: str | torch.device = "cpu",
+    batch_size: int = 65536,
+) -> ProbeResult:
+    """Run `model` over every node of `tree`, one batched `model.step` per level and batch.
+
+    Each node's state is computed from its parent's, so the cost is one step per node.
+    The model is put in eval mode for the call (and restored afterwards) and run under
+    `torch.no_grad`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Follows the one-step API of docs/contracts.md (`initial_state`, `step`, `readout`) and
+        already lives on `device`.
+    tree : PrefixTree
+    device : str or torch.device
+        Where the steps run; states are gathered back to CPU memory.
+    batch_size : int
+        Most nodes stepped at once.
+
+    Returns
+    -------
+    ProbeResult
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            root = model.initial_state(1).to(device=device)  # (1, S)
+            states = torch.empty(tree.n_nodes, root.shape[-1], dtype=torch.float32)  # (N, S)
+            outputs = torch.empty(tree.n_nodes, dtype=torch.int64)  # (N,)
+            states[0] = root[0].float().cpu()
+            outputs[0] = model.readout(root).argmax(-1)[0].cpu()
+            parent = torch.from_numpy(tree.parent)
+            symbol = torch.from_numpy(tree.symbol)
+            for d in range(1, tree.max_depth + 1):
+                level = tree.level(d)
+                for start in range(level.start, level.stop, batch_size):
+                    nodes = slice(start, min(start + batch_size, level.stop))
+                    prev = states[parent[nodes]].to(device)  # (B, S)
+                    sym = symbol[nodes].to(device)  # (B,)
+                    new = model.step(prev, sym)  # (B, S)
+                    states[nodes] = new.float().cpu()
+                    outputs[nodes] = model.readout(new).argmax(-1).cpu()  # (B,)
+    finally:
+        model.train(was_training)
+    return ProbeResult(tree, states.numpy(), outputs.numpy())

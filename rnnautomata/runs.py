@@ -1,0 +1,254 @@
+"""The run directory: every file a run writes, written atomically.
+
+Layout (see docs/formats.md)::
+
+    runs/<name>/
+      study.toml          the resolved study
+      manifest.json       format, package version, kind, status, steps
+      metrics.jsonl       one JSON object per evaluation
+      checkpoints/step_000000.safetensors
+      automata/step_000000.json
+      dynamics.json, report.html, figures/
+
+Every write goes to a temporary file in the same directory and is then renamed over the target,
+so a killed run never leaves half a file. Checkpoints are safetensors: loading them parses a JSON
+header and raw tensor bytes, and never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from rnnautomata import __version__
+from rnnautomata.errors import CheckpointError
+
+__all__ = [
+    "RUN_FORMAT",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "save_checkpoint",
+    "load_checkpoint",
+    "RunDir",
+]
+
+RUN_FORMAT = "rnnautomata.run/1"
+_STEP_FILE = re.compile(r"^step_(\d{6,})\.safetensors$")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=True) + "\n")
+
+
+def save_checkpoint(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+) -> Path:
+    """Save weights (and string metadata) as a safetensors file, atomically.
+
+    Parameters
+    ----------
+    path : target file, usually ``checkpoints/step_000123.safetensors``.
+    tensors : name -> tensor; moved to CPU and made contiguous.
+    metadata : name -> str (safetensors stores only strings); JSON-encode anything richer.
+    """
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {str(k): str(v) for k, v in metadata.items()}
+    meta.setdefault("rnnautomata_version", __version__)
+    return atomic_write_bytes(path, st_save(cpu, metadata=meta))
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors checkpoint without executing anything from the file.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated, corrupt, or not a safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; list a run's steps with `rnnautomata track RUN`")
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a safetensors file ({type(err).__name__}); "
+            "delete it and rerun `rnnautomata run` to resume from the previous checkpoint"
+        ) from None
+    metadata = dict(header.get("__metadata__") or {})
+    return tensors, metadata
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and safe reads/writes of one run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- paths -----------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def study_path(self) -> Path:
+        return self.root / "study.toml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def automata_dir(self) -> Path:
+        return self.root / "automata"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def dynamics_path(self) -> Path:
+        return self.root / "dynamics.json"
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step_{step:06d}.safetensors"
+
+    def automaton_path(self, step: int) -> Path:
+        return self.automata_dir / f"step_{step:06d}.json"
+
+    # --- manifest --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> dict:
+        """Read manifest.json, checking that this is one of our run directories."""
+        if not self.root.is_dir():
+            raise CheckpointError(f"run directory {self.root} does not exist; create it with `rnnautomata run STUDY.toml --out {self.root}`")
+        if not self.manifest_path.is_file():
+            raise CheckpointError(f"{self.root} has no manifest.json, so it is not an rnnautomata run directory")
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{self.manifest_path} is not valid JSON; the run directory is damaged") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+            raise CheckpointError(
+                f"{self.manifest_path} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
+                f"expected {RUN_FORMAT!r}; this run was not written by this version of rnnautomata"
+            )
+        return manifest
+
+    def write_manifest(self, **fields: Any) -> dict:
+        """Create or update manifest.json with ``fields``."""
+        manifest = {"format": RUN_FORMAT, "package_version": __version__}
+        if self.manifest_path.is_file():
+            manifest.update(self.read_manifest())
+        manifest.update(fields)
+        manifest["package_version"] = __version__
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def steps(self) -> list[int]:
+        """Steps of all complete checkpoints on disk, ascending (temp files are ignored)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = []
+        for p in self.checkpoints_dir.iterdir():
+            m = _STEP_FILE.match(p.name)
+            if m:
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def resolve_step(self, step: int | str | None) -> int:
+        """Turn ``None``/``"last"``/an int into an existing checkpoint step, or raise CheckpointError."""
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"{self.root} has no checkpoints yet; run `rnnautomata run` first")
+        if step is None or step == "last":
+            return steps[-1]
+        try:
+            step = int(step)
+        except ValueError:
+            raise CheckpointError(f"step {step!r} is not an integer or 'last'") from None
+        if step not in steps:
+            raise CheckpointError(
+                f"{self.root} has no checkpoint at step {step}; available: {steps[0]}..{steps[-1]} ({len(steps)} checkpoints)"
+            )
+        return step
+
+    # --- metrics ---------------------------------------------------------------------------
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl (a line is written whole with one write call)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(dict(record), allow_nan=True) + "\n"
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        """All complete metric records (a torn last line from a kill is skipped)."""
+        if not self.metrics_path.is_file():
+            return []
+        out = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def rewrite_metrics(self, records: list[Mapping[str, Any]]) -> None:
+        """Replace metrics.jsonl (used on resume to drop records past the last checkpoint)."""
+        atomic_write_text(self.metrics_path, "".join(json.dumps(dict(r)) + "\n" for r in records))
+
+    def iter_automata(self) -> Iterator[tuple[int, Path]]:
+        for step in self.steps():
+            p = self.automaton_path(step)
+            if p.is_file():
+                yield step, p

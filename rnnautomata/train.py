@@ -1,0 +1,395 @@
+"""The training loop: checkpoint schedule, evaluation on longer strings, resume after a kill.
+
+A run is a pure function of its study: the model's init comes from ``torch.Generator(seed)``, the
+order of each epoch from ``np.random.default_rng((seed, epoch))``, evaluation strings from their
+own seeded generators. So the same study gives the same checkpoints, and a resumed run rebuilds
+exactly the data order it would have seen (resumed == uninterrupted, tested).
+
+Batches hold strings of one length; an epoch is one pass over each length in turn (shortest
+first), shuffled within a length. With every binary string of length 1..10 and batch 128 that is
+21 steps an epoch, as in van Rossem & Saxe (2025).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rnnautomata.config import Study, study_from_dict, study_to_dict, study_to_toml
+from rnnautomata.data import make_task
+from rnnautomata.data.regular import RegularTask, all_strings
+from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
+from rnnautomata.models import MODELS, RecurrentModel
+from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "TrainingSet",
+    "build_training_set",
+    "checkpoint_steps",
+    "EvalSet",
+    "build_eval_set",
+    "evaluate",
+    "build_model",
+    "load_model",
+    "train",
+    "resolve_device",
+]
+
+_VAL_STREAM = 1_000_003
+_TEST_STREAM = 2_000_003
+_LONG = 1000  # test lengths above this are evaluated every train.eval_every epochs only
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Training strings grouped by length: ``inputs[i]`` (n_i, L_i) and ``targets[i]`` (n_i, L_i)."""
+
+    lengths: tuple[int, ...]
+    inputs: tuple[np.ndarray, ...]
+    targets: tuple[np.ndarray, ...]
+
+    @property
+    def n_strings(self) -> int:
+        return sum(len(x) for x in self.inputs)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return sum(math.ceil(len(x) / batch_size) for x in self.inputs)
+
+    def epoch_batches(self, batch_size: int, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """The epoch's batches as (length index, row indices), lengths in turn, shuffled within."""
+        rng = np.random.default_rng((seed, epoch))
+        out = []
+        for i, x in enumerate(self.inputs):
+            perm = rng.permutation(len(x))
+            for start in range(0, len(x), batch_size):
+                out.append((i, perm[start : start + batch_size]))
+        return out
+
+
+def build_training_set(task: RegularTask, study: Study) -> TrainingSet:
+    """Every string of each training length (``enumerate``) or a seeded sample (``sample``)."""
+    cfg = study.task
+    rng = np.random.default_rng((study.seed, 7))
+    lengths, inputs, targets = [], [], []
+    for length in range(cfg.train_min_length, cfg.train_max_length + 1):
+        n_all = task.n_symbols**length
+        if cfg.train_set == "enumerate":
+            if n_all > 2_000_000:
+                raise ConfigError(
+                    f"task.train_max_length = {cfg.train_max_length} enumerates {n_all} strings of length {length}; "
+                    "set task.train_set = 'sample'"
+                )
+            x = all_strings(task.n_symbols, length)
+        else:
+            x = task.sample(rng, cfg.train_samples, length)
+        lengths.append(length)
+        inputs.append(x)
+        targets.append(task.targets(x))
+    return TrainingSet(tuple(lengths), tuple(inputs), tuple(targets))
+
+
+def checkpoint_steps(steps_per_epoch: int, epochs: int, every: int, n_early: int) -> list[int]:
+    """Checkpoint steps: 0, every ``every`` epochs, the last step, and ``n_early`` log-spaced early ones."""
+    total = steps_per_epoch * epochs
+    regular = set(range(0, total + 1, steps_per_epoch * every)) | {0, total}
+    first = min(steps_per_epoch * every, total)
+    early = set()
+    if n_early > 0 and first > 1:
+        early = {int(round(s)) for s in np.geomspace(1, first, n_early + 1)[:-1]}
+    return sorted(s for s in regular | early if 0 <= s <= total)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Fixed evaluation strings: validation (n, val_length) and test strings per length."""
+
+    val_inputs: np.ndarray
+    val_targets: np.ndarray
+    test: dict  # length -> (inputs (n, L), last-position targets (n,))
+
+
+def build_eval_set(task: RegularTask, study: Study) -> EvalSet:
+    cfg = study.task
+    rng = np.random.default_rng((study.seed, _VAL_STREAM))
+    val = task.sample(rng, cfg.val_samples, cfg.val_length)
+    test = {}
+    for length in cfg.test_lengths:
+        trng = np.random.default_rng((study.seed, _TEST_STREAM, length))
+        x = task.sample(trng, cfg.test_samples, length)
+        test[length] = (x, task.targets(x)[:, -1])
+    return EvalSet(val, task.targets(val), test)
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int) -> torch.Tensor:
+    """out (..., O) float, target (...) long -> scalar loss."""
+    if kind == "mse":
+        return F.mse_loss(out, F.one_hot(target, n_outputs).to(out.dtype))
+    return F.cross_entropy(out.reshape(-1, n_outputs), target.reshape(-1))
+
+
+def _select(out: torch.Tensor, target: torch.Tensor, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the supervised positions: out (B, T, O), target (B, T)."""
+    if which == "last":
+        return out[:, -1], target[:, -1]  # (B, O), (B,)
+    return out, target
+
+
+@torch.no_grad()
+def evaluate(
+    model: RecurrentModel,
+    train_set: TrainingSet,
+    eval_set: EvalSet,
+    study: Study,
+    device: torch.device,
+    max_length: int | None = None,
+) -> dict:
+    """Train loss over the whole training set, validation loss, and last-position accuracy by length.
+
+    Test lengths above ``max_length`` (when given) are skipped.
+    """
+    model.eval()
+    n_out = model.n_outputs
+    total, count = 0.0, 0
+    for x, y in zip(train_set.inputs, train_set.targets):
+        out, tgt = _select(model(torch.as_tensor(x, device=device)), torch.as_tensor(y, device=device), study.task.target)
+        total += _loss(out, tgt, study.train.loss, n_out).item() * len(x)
+        count += len(x)
+    out, tgt = _select(
+        model(torch.as_tensor(eval_set.val_inputs, device=device)),
+        torch.as_tensor(eval_set.val_targets, device=device),
+        study.task.target,
+    )
+    record = {"train/loss": total / count, "val/loss": _loss(out, tgt, study.train.loss, n_out).item()}
+    val_pred = model(torch.as_tensor(eval_set.val_inputs, device=device))[:, -1].argmax(-1).cpu().numpy()
+    record["val/acc"] = float((val_pred == eval_set.val_targets[:, -1]).mean())
+    for length, (x, y) in eval_set.test.items():
+        if max_length is not None and length > max_length:
+            continue
+        pred = model.forward_last(torch.as_tensor(x, device=device)).argmax(-1).cpu().numpy()
+        record[f"eval/acc_len{length}"] = float((pred == y).mean())
+    model.train()
+    return record
+
+
+def build_model(study: Study, task: RegularTask, generator: torch.Generator | None = None) -> RecurrentModel:
+    gen = generator if generator is not None else torch.Generator().manual_seed(study.seed)
+    return MODELS[study.model.arch](study.model, task.n_symbols, task.n_outputs, gen)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``, with a one-line error when the device is not available."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def _optimizer(model: RecurrentModel, study: Study) -> torch.optim.Optimizer:
+    if study.train.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=study.train.lr)
+    return torch.optim.SGD(model.parameters(), lr=study.train.lr, momentum=study.train.momentum)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"optimizer/{idx}/{key}"] = torch.as_tensor(value).detach().clone()
+    return out
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer/"):
+            _, idx, key = name.split("/", 2)
+            state.setdefault(int(idx), {})[key] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    tensors.update(_optimizer_tensors(opt))
+    meta = {
+        "format": "rnnautomata.checkpoint/1",
+        "step": str(step),
+        "epoch": repr(epoch),
+        "study": json.dumps(study_to_dict(study)),
+        "alphabet": json.dumps(list(task.alphabet)),
+        "outputs": json.dumps(list(task.outputs)),
+    }
+    save_checkpoint(run.checkpoint_path(step), tensors, meta)
+
+
+def load_model(run_dir: str | Path, step: int | str | None = "last", device: str | torch.device = "cpu") -> tuple[RecurrentModel, dict]:
+    """Rebuild the model of a run at a checkpoint. Returns (model in eval mode, metadata).
+
+    The checkpoint carries its study, so the model is rebuilt from the file alone; nothing in the
+    file is executed. A foreign or mismatched file raises :class:`CheckpointError`.
+    """
+    run = RunDir(Path(run_dir))
+    run.read_manifest()
+    step = run.resolve_step(step)
+    path = run.checkpoint_path(step)
+    tensors, meta = load_checkpoint(path)
+    if meta.get("format") != "rnnautomata.checkpoint/1":
+        raise CheckpointError(f"{path} is a safetensors file but not an rnnautomata checkpoint (no format tag)")
+    try:
+        study = study_from_dict(json.loads(meta["study"]))
+    except (KeyError, json.JSONDecodeError, ConfigError) as err:
+        raise CheckpointError(f"{path} carries no readable study ({err}); the file is damaged") from None
+    task = make_task(study.task)
+    model = build_model(study, task)
+    state = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{path} does not match its study's model ({first})") from None
+    model.to(device).eval()
+    info = {"step": int(meta["step"]), "epoch": float(meta["epoch"]), "study": study, "task": task, "path": path}
+    return model, info
+
+
+def _batches_from(train_set: TrainingSet, study: Study, start_step: int, steps_per_epoch: int) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """Yield (step, epoch, length index, rows) for every step after ``start_step``."""
+    epoch = start_step // steps_per_epoch
+    offset = start_step % steps_per_epoch
+    step = start_step
+    while epoch < study.train.epochs:
+        for i, rows in train_set.epoch_batches(study.train.batch_size, study.seed, epoch)[offset:]:
+            step += 1
+            yield step, epoch, i, rows
+        offset = 0
+        epoch += 1
+
+
+def train(study: Study, out_dir: str | Path, device: str | None = None, progress: bool = True, resume: bool = True) -> dict:
+    """Train the study's model, writing checkpoints and metrics into ``out_dir``.
+
+    Parameters
+    ----------
+    study : the resolved study.
+    out_dir : the run directory; if it already holds this study, training resumes from its last
+        complete checkpoint (a different study there is an error, so nothing is overwritten).
+    device : overrides ``study.train.device``.
+    progress : show a progress bar.
+    resume : set False to refuse an existing run directory instead of resuming.
+
+    Returns
+    -------
+    dict with ``steps`` (checkpoint steps), ``final`` (last metrics) and ``resumed_from``.
+
+    Raises
+    ------
+    TrainingError if the loss becomes NaN/inf (finished checkpoints are kept).
+    """
+    dev = resolve_device(device or study.train.device)
+    run = RunDir(Path(out_dir))
+    task = make_task(study.task)
+    train_set = build_training_set(task, study)
+    eval_set = build_eval_set(task, study)
+    spe = train_set.steps_per_epoch(study.train.batch_size)
+    schedule = checkpoint_steps(spe, study.train.epochs, study.train.checkpoint_every, study.train.early_checkpoints)
+    eval_every_steps = None if study.train.eval_every is None else study.train.eval_every * spe
+
+    model = build_model(study, task).to(dev)
+    opt = _optimizer(model, study)
+    resumed_from = None
+    toml_text = study_to_toml(study)
+    if run.exists():
+        manifest = run.read_manifest()
+        if not resume:
+            raise CheckpointError(f"{run.root} already holds a run; choose another --out or delete it")
+        if manifest.get("kind") != "automata" or not run.study_path.is_file() or run.study_path.read_text() != toml_text:
+            raise CheckpointError(
+                f"{run.root} holds a different study; use another --out (or delete the folder to start over)"
+            )
+        done = run.steps()
+        if done:
+            resumed_from = done[-1]
+            tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+            _restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
+            run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
+    else:
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.study_path, toml_text)
+    run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule)
+
+    inputs = [torch.as_tensor(x, device=dev) for x in train_set.inputs]
+    targets = [torch.as_tensor(y, device=dev) for y in train_set.targets]
+    pending = [s for s in schedule if resumed_from is None or s > resumed_from]
+    total = schedule[-1]
+    record = None
+
+    def save(step: int) -> dict:
+        rec = {"step": step, "epoch": step / spe}
+        long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
+        rec.update(evaluate(model, train_set, eval_set, study, dev, max_length=None if long_eval else _LONG))
+        _checkpoint(run, step, step / spe, model, opt, study, task)
+        run.append_metrics(rec)
+        return rec
+
+    bar = _progress(total, resumed_from or 0, progress, study.name)
+    start = resumed_from or 0
+    try:
+        if pending and pending[0] == start:
+            record = save(start)
+            pending.pop(0)
+        for step, epoch, i, rows in _batches_from(train_set, study, start, spe):
+            idx = torch.as_tensor(rows, device=dev)
+            out, tgt = _select(model(inputs[i][idx]), targets[i][idx], study.task.target)
+            loss = _loss(out, tgt, study.train.loss, task.n_outputs)
+            if not torch.isfinite(loss):
+                last = run.steps()[-1] if run.steps() else None
+                run.write_manifest(status="failed", error=f"non-finite loss at step {step}")
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {step} (epoch {epoch}); checkpoints up to step {last} are kept; "
+                    f"lower train.lr (now {study.train.lr}) or set train.grad_clip"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if study.train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), study.train.grad_clip)
+            opt.step()
+            if bar is not None:
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.2e}", refresh=False)
+            if pending and step == pending[0]:
+                record = save(step)
+                pending.pop(0)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['train/loss']:.2e}", val=f"{record['val/loss']:.2e}", refresh=False)
+    except KeyboardInterrupt:
+        done = run.steps()
+        raise TrainingError(
+            f"interrupted; checkpoints up to step {done[-1] if done else None} are kept: rerun the same command to resume"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    run.write_manifest(status="complete")
+    return {"steps": run.steps(), "final": record, "resumed_from": resumed_from, "steps_per_epoch": spe}
+
+
+def _progress(total: int, initial: int, enabled: bool, name: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", file=sys.stderr, dynamic_ncols=True)

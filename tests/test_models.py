@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from rnnautomata.config import ModelConfig
+from rnnautomata.models import build_recurrent
+
+
+@pytest.mark.parametrize("arch", ["elman", "gru", "lstm"])
+def test_step_api_matches_fused_forward(arch):
+    g = torch.Generator().manual_seed(0)
+    model = build_recurrent(ModelConfig(arch=arch, hidden_size=9, init_gain=1.0), 3, 4, g)
+    x = torch.randint(0, 3, (5, 7), generator=g)  # (B, T)
+    out = model(x)  # (B, T, O)
+    state = model.initial_state(5)
+    assert state.shape == (5, model.state_size)
+    for t in range(7):
+        state = model.step(state, x[:, t])
+        torch.testing.assert_close(model.readout(state), out[:, t])
+    torch.testing.assert_close(model.forward_last(x), out[:, -1])
+    assert model.state_size == (18 if arch == "lstm" else 9)
+
+
+def test_init_is_seeded_small_xavier_with_zero_bias():
+    cfg = ModelConfig(hidden_size=100, init_gain=0.1)
+    a = build_recurrent(cfg, 2, 2, torch.Generator().manual_seed(1))
+    b = build_recurrent(cfg, 2, 2, torch.Generator().manual_seed(1))
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), n
+    w = a.cell.weight_hh_l0
+    # Xavier-normal: std = gain * sqrt(2 / (fan_in + fan_out)) = 0.1 * sqrt(2/200) = 0.01
+    assert abs(w.std().item() - 0.01) < 0.001
+    assert torch.count_nonzero(a.cell.bias_hh_l0) == 0
+    assert torch.equal(a.initial_state(1), torch.ones(1, 100))

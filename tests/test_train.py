@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnautomata.config import study_from_dict
+from rnnautomata.data import make_task
+from rnnautomata.errors import CheckpointError, TrainingError
+from rnnautomata.runs import RunDir, load_checkpoint
+from rnnautomata.train import build_training_set, checkpoint_steps, load_model, train
+
+from conftest import tiny_raw
+
+
+def _weights(run_dir, step):
+    tensors, _ = load_checkpoint(RunDir(run_dir).checkpoint_path(step))
+    return tensors
+
+
+def test_paper_epoch_is_21_steps():
+    s = study_from_dict({})
+    ts = build_training_set(make_task(s.task), s)
+    assert ts.n_strings == 2046
+    assert ts.steps_per_epoch(128) == 21
+
+
+def test_training_targets_are_parity_by_brute_force(tiny_study):
+    ts = build_training_set(make_task(tiny_study.task), tiny_study)
+    for x, y in zip(ts.inputs, ts.targets):
+        np.testing.assert_array_equal(y, np.cumsum(x, axis=1) % 2)
+
+
+def test_checkpoint_schedule():
+    steps = checkpoint_steps(21, 10, 5, 4)
+    assert steps[0] == 0 and steps[-1] == 210
+    assert {105, 210} <= set(steps)
+    assert all(a < b for a, b in zip(steps, steps[1:]))
+    assert sum(s < 105 for s in steps) == 1 + 4
+
+
+def test_same_seed_same_checkpoints_and_learning(tmp_path, tiny_study):
+    a = train(tiny_study, tmp_path / "a", progress=False)
+    b = train(tiny_study, tmp_path / "b", progress=False)
+    assert a["steps"] == b["steps"]
+    for step in a["steps"]:
+        wa, wb = _weights(tmp_path / "a", step), _weights(tmp_path / "b", step)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    metrics = RunDir(tmp_path / "a").read_metrics()
+    assert [m["step"] for m in metrics] == a["steps"]
+    assert metrics[-1]["train/loss"] < metrics[0]["train/loss"]  # it learns something
+    # long lengths only every eval_every epochs; short lengths at every checkpoint
+    assert all("eval/acc_len20" in m for m in metrics)
+    assert "eval/acc_len1500" not in metrics[1]
+    assert "eval/acc_len1500" in metrics[-1]
+    assert RunDir(tmp_path / "a").read_manifest()["status"] == "complete"
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, tiny_study):
+    full = train(tiny_study, tmp_path / "full", progress=False)
+    run = RunDir(tmp_path / "cut")
+    train(tiny_study, run.root, progress=False)
+    # simulate a kill after the 5th checkpoint: later checkpoints never got written
+    keep = full["steps"][4]
+    for step in run.steps():
+        if step > keep:
+            run.checkpoint_path(step).unlink()
+    run.write_manifest(status="running")
+    resumed = train(tiny_study, run.root, progress=False)
+    assert resumed["resumed_from"] == keep
+    assert resumed["steps"] == full["steps"]
+    for step in full["steps"]:
+        wa, wb = _weights(tmp_path / "full", step), _weights(run.root, step)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), step
+    assert [m["step"] for m in run.read_metrics()] == full["steps"]
+
+
+def test_different_study_in_run_dir_is_refused(tmp_path, tiny_study):
+    train(tiny_study, tmp_path / "r", progress=False)
+    other = study_from_dict(tiny_raw(train={"lr": 0.01}))
+    with pytest.raises(CheckpointError, match="holds a different study"):
+        train(other, tmp_path / "r", progress=False)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoints(tmp_path):
+    study = study_from_dict(tiny_raw(train={"lr": 1e6, "epochs": 6}, model={"init_gain": 3.0, "nonlinearity": "relu"}))
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+ .*lower train.lr") as info:
+        train(study, tmp_path / "r", progress=False)
+    assert "\n" not in str(info.value)
+    run = RunDir(tmp_path / "r")
+    assert run.steps() and run.steps()[0] == 0
+    assert run.read_manifest()["status"] == "failed"
+    load_checkpoint(run.checkpoint_path(run.steps()[-1]))  # finished checkpoints are intact
+
+
+def test_load_model_round_trip(tmp_path, tiny_study):
+    train(tiny_study, tmp_path / "r", progress=False)
+    model, info = load_model(tmp_path / "r", "last")
+    x = torch.randint(0, 2, (4, 9), generator=torch.Generator().manual_seed(0))
+    model2, _ = load_model(tmp_path / "r", info["step"])
+    torch.testing.assert_close(model(x), model2(x), rtol=0, atol=0)
+    assert info["study"] == tiny_study
+
+
+def test_corrupt_and_foreign_checkpoints_are_one_line_errors(tmp_path, tiny_study):
+    train(tiny_study, tmp_path / "r", progress=False)
+    run = RunDir(tmp_path / "r")
+    last = run.steps()[-1]
+    path = run.checkpoint_path(last)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="corrupt or not a safetensors file") as info:
+        load_model(run.root, last)
+    assert "\n" not in str(info.value)
+    path.write_bytes(b"\x80\x04K\x01." + b"pickle? no thanks" * 10)  # a pickle, say
+    with pytest.raises(CheckpointError, match="corrupt or not a safetensors file"):
+        load_model(run.root, last)
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(3)}, str(path))  # valid safetensors, not ours
+    with pytest.raises(CheckpointError, match="not an rnnautomata checkpoint"):
+        load_model(run.root, last)
+    with pytest.raises(CheckpointError, match="no checkpoint at step 12345"):
+        load_model(run.root, 12345)
+    with pytest.raises(CheckpointError, match="not an rnnautomata run directory"):
+        load_model(tmp_path, "last")
+
+
+def test_run_dir_rejects_foreign_manifest(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="expected 'rnnautomata.run/1'"):
+        RunDir(tmp_path).read_manifest()
