@@ -34,10 +34,17 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-__all__ = ["Machine", "MACHINE_FORMAT"]
+from rnnautomata.errors import RnnAutomataError
+
+__all__ = ["Machine", "MachineError", "MACHINE_FORMAT"]
 
 #: The ``format`` string of the machine JSON written by :meth:`Machine.to_json`.
 MACHINE_FORMAT = "rnnautomata.machine/1"
+
+
+class MachineError(RnnAutomataError, ValueError):
+    """An inconsistent machine, or a malformed machine JSON/DOT text; the message is one line."""
+
 
 _FELL_OFF = -2  # observation of the implicit sink (distinct from every output and from -1)
 
@@ -47,13 +54,13 @@ def _frozen_int_array(values: Any, name: str, ndim: int) -> np.ndarray:
     try:
         array = np.array(values)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"Machine.{name} must be an integer array: {error}") from None
+        raise MachineError(f"Machine.{name} must be an integer array: {error}") from None
     if array.size == 0 and array.ndim == ndim:
         array = array.astype(np.int64)
     if array.ndim != ndim:
-        raise ValueError(f"Machine.{name} must have {ndim} dimension(s), got shape {array.shape}")
+        raise MachineError(f"Machine.{name} must have {ndim} dimension(s), got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"Machine.{name} must hold integers, got dtype {array.dtype}")
+        raise MachineError(f"Machine.{name} must hold integers, got dtype {array.dtype}")
     array = array.astype(np.int64, copy=True)
     array.setflags(write=False)
     return array
@@ -62,13 +69,13 @@ def _frozen_int_array(values: Any, name: str, ndim: int) -> np.ndarray:
 def _label_tuple(values: Any, name: str) -> tuple[str, ...]:
     """Check ``values`` is a sequence of distinct strings and return it as a tuple."""
     if isinstance(values, str):
-        raise ValueError(f"Machine.{name} must be a sequence of strings, not one string {values!r}")
+        raise MachineError(f"Machine.{name} must be a sequence of strings, not one string {values!r}")
     labels = tuple(values)
     for label in labels:
         if not isinstance(label, str):
-            raise ValueError(f"Machine.{name} must hold strings, got {label!r} ({type(label).__name__})")
+            raise MachineError(f"Machine.{name} must hold strings, got {label!r} ({type(label).__name__})")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"Machine.{name} has repeated labels: {list(labels)}")
+        raise MachineError(f"Machine.{name} has repeated labels: {list(labels)}")
     return labels
 
 
@@ -127,7 +134,7 @@ class Machine:
 
     Raises
     ------
-    ValueError
+    MachineError (a ValueError)
         If a shape, id or label is inconsistent; the message names the field.
     """
 
@@ -145,28 +152,28 @@ class Machine:
         output_of_state = _frozen_int_array(self.output_of_state, "output_of_state", 1)  # (N,)
         n_states = transitions.shape[0]
         if n_states == 0:
-            raise ValueError("Machine must have at least one state (transitions has 0 rows)")
+            raise MachineError("Machine must have at least one state (transitions has 0 rows)")
         if transitions.shape[1] != len(alphabet):
-            raise ValueError(
+            raise MachineError(
                 f"Machine.transitions has {transitions.shape[1]} columns but the alphabet has "
                 f"{len(alphabet)} symbols"
             )
         if output_of_state.shape != (n_states,):
-            raise ValueError(
+            raise MachineError(
                 f"Machine.output_of_state has shape {output_of_state.shape}, expected ({n_states},)"
             )
         if transitions.size and (transitions.min() < -1 or transitions.max() >= n_states):
-            raise ValueError(f"Machine.transitions must lie in [-1, {n_states}) (-1 = open)")
+            raise MachineError(f"Machine.transitions must lie in [-1, {n_states}) (-1 = open)")
         if output_of_state.min() < -1 or output_of_state.max() >= len(outputs):
-            raise ValueError(
+            raise MachineError(
                 f"Machine.output_of_state must lie in [-1, {len(outputs)}) (-1 = unknown)"
             )
         if isinstance(self.start, bool) or not isinstance(self.start, (int, np.integer)):
-            raise ValueError(f"Machine.start must be an int, got {self.start!r}")
+            raise MachineError(f"Machine.start must be an int, got {self.start!r}")
         if not 0 <= int(self.start) < n_states:
-            raise ValueError(f"Machine.start = {self.start} is not a state id in [0, {n_states})")
+            raise MachineError(f"Machine.start = {self.start} is not a state id in [0, {n_states})")
         if not isinstance(self.meta, Mapping):
-            raise ValueError(f"Machine.meta must be a mapping, got {type(self.meta).__name__}")
+            raise MachineError(f"Machine.meta must be a mapping, got {type(self.meta).__name__}")
         object.__setattr__(self, "alphabet", alphabet)
         object.__setattr__(self, "outputs", outputs)
         object.__setattr__(self, "transitions", transitions)
@@ -252,14 +259,14 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             If a label is not in the alphabet.
         """
         index = {symbol: i for i, symbol in enumerate(self.alphabet)}
         try:
             return [index[symbol] for symbol in string]
         except KeyError as error:
-            raise ValueError(f"symbol {error.args[0]!r} is not in the alphabet {self.alphabet}") from None
+            raise MachineError(f"symbol {error.args[0]!r} is not in the alphabet {self.alphabet}") from None
 
     def is_complete(self) -> bool:
         """True when no state reachable from the start has an open transition."""
@@ -267,9 +274,9 @@ class Machine:
 
     def _check_symbols(self, symbols: np.ndarray) -> None:
         if symbols.size and not np.issubdtype(symbols.dtype, np.integer):
-            raise ValueError(f"symbols must be integer ids, got dtype {symbols.dtype}")
+            raise MachineError(f"symbols must be integer ids, got dtype {symbols.dtype}")
         if symbols.size and (symbols.min() < 0 or symbols.max() >= self.n_symbols):
-            raise ValueError(f"symbol ids must lie in [0, {self.n_symbols})")
+            raise MachineError(f"symbol ids must lie in [0, {self.n_symbols})")
 
     def step(self, states: Any, symbols: Any) -> np.ndarray:
         """Next states, elementwise (broadcast); -1 in or open transition -> -1.
@@ -290,7 +297,7 @@ class Machine:
         symbols = np.asarray(symbols)
         self._check_symbols(symbols)
         if states.size and (states.min() < -1 or states.max() >= self.n_states):
-            raise ValueError(f"state ids must lie in [-1, {self.n_states})")
+            raise MachineError(f"state ids must lie in [-1, {self.n_states})")
         # an extra all -1 row makes index -1 (fell off) map to -1 again
         padded = np.vstack([self.transitions, np.full((1, self.n_symbols), -1, np.int64)])
         return padded[states, symbols]
@@ -311,12 +318,12 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             If ``symbols`` is not 2-D or holds ids outside the alphabet.
         """
         symbols = np.asarray(symbols)
         if symbols.ndim != 2:
-            raise ValueError(f"symbols must have shape (B, T), got {symbols.shape}")
+            raise MachineError(f"symbols must have shape (B, T), got {symbols.shape}")
         self._check_symbols(symbols)
         padded = np.vstack([self.transitions, np.full((1, self.n_symbols), -1, np.int64)])
         batch_size, seq_len = symbols.shape
@@ -456,11 +463,11 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             If the alphabets differ.
         """
         if self.alphabet != other.alphabet:
-            raise ValueError(
+            raise MachineError(
                 f"cannot compare machines over different alphabets {self.alphabet} and {other.alphabet}"
             )
         label_ids: dict[str, int] = {label: i for i, label in enumerate(self.outputs)}
@@ -552,43 +559,43 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             If ``data`` is not a ``rnnautomata.machine/1`` dict or a field is malformed; the
             message names the field.
         """
         if not isinstance(data, Mapping):
-            raise ValueError(f"machine JSON must be an object, got {type(data).__name__}")
+            raise MachineError(f"machine JSON must be an object, got {type(data).__name__}")
         found = data.get("format")
         if found != MACHINE_FORMAT:
-            raise ValueError(f"not a machine JSON: format is {found!r}, expected {MACHINE_FORMAT!r}")
+            raise MachineError(f"not a machine JSON: format is {found!r}, expected {MACHINE_FORMAT!r}")
         missing = [key for key in ("alphabet", "outputs", "start", "transitions", "output_of_state")
                    if key not in data]
         if missing:
-            raise ValueError(f"machine JSON lacks the field(s) {missing}")
+            raise MachineError(f"machine JSON lacks the field(s) {missing}")
         for key in ("alphabet", "outputs", "transitions", "output_of_state"):
             if not isinstance(data[key], list):
-                raise ValueError(f"machine JSON field {key!r} must be a list, got {type(data[key]).__name__}")
+                raise MachineError(f"machine JSON field {key!r} must be a list, got {type(data[key]).__name__}")
         rows = data["transitions"]
         if any(not isinstance(row, list) for row in rows):
-            raise ValueError("machine JSON field 'transitions' must be a list of lists of ints")
+            raise MachineError("machine JSON field 'transitions' must be a list of lists of ints")
         if len({len(row) for row in rows}) > 1:
-            raise ValueError("machine JSON field 'transitions' has rows of different lengths")
+            raise MachineError("machine JSON field 'transitions' has rows of different lengths")
         for key, values in (("transitions", [v for row in rows for v in row]),
                             ("output_of_state", data["output_of_state"])):
             if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-                raise ValueError(f"machine JSON field {key!r} must hold only integers")
+                raise MachineError(f"machine JSON field {key!r} must hold only integers")
         if isinstance(data["start"], bool) or not isinstance(data["start"], int):
-            raise ValueError(f"machine JSON field 'start' must be an int, got {data['start']!r}")
+            raise MachineError(f"machine JSON field 'start' must be an int, got {data['start']!r}")
         meta = data.get("meta", {})
         if not isinstance(meta, Mapping):
-            raise ValueError(f"machine JSON field 'meta' must be an object, got {type(meta).__name__}")
+            raise MachineError(f"machine JSON field 'meta' must be an object, got {type(meta).__name__}")
         n_symbols = len(data["alphabet"])
         transitions = np.array(rows, dtype=np.int64) if rows else np.zeros((0, n_symbols), np.int64)
         try:
             return cls(tuple(data["alphabet"]), tuple(data["outputs"]), transitions,
                        np.array(data["output_of_state"], dtype=np.int64), data["start"], meta)
         except ValueError as error:
-            raise ValueError(f"malformed machine JSON: {error}") from None
+            raise MachineError(f"malformed machine JSON: {error}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_json` to ``path`` atomically (temp file in the same folder, then rename)."""
@@ -611,13 +618,15 @@ class Machine:
 
         Raises
         ------
-        ValueError
-            If the file is not valid JSON or not a machine JSON.
+        MachineError (a ValueError)
+            If the file cannot be read, is not valid JSON or not a machine JSON.
         """
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
+            raise MachineError(f"{path} is not valid JSON: {error}") from None
+        except OSError as error:
+            raise MachineError(f"cannot read machine file {path}: {error.strerror}") from None
         return cls.from_json(data)
 
     # --------------------------------------------------------------- networkx
@@ -651,17 +660,17 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             If there are no nodes, several start nodes, an edge without ``symbol``, or two edges
             with the same symbol leave one node.
         """
         nodes = list(graph.nodes)
         if not nodes:
-            raise ValueError("cannot build a machine from a graph without nodes")
+            raise MachineError("cannot build a machine from a graph without nodes")
         index = {node: i for i, node in enumerate(nodes)}
         edges = list(graph.edges(data=True))
         if any("symbol" not in data for _, _, data in edges):
-            raise ValueError("every edge needs a 'symbol' attribute")
+            raise MachineError("every edge needs a 'symbol' attribute")
         alphabet = tuple(graph.graph.get("alphabet") or sorted({str(d["symbol"]) for _, _, d in edges}))
         labels = [graph.nodes[node].get("output") for node in nodes]
         outputs = tuple(graph.graph.get("outputs") or sorted({str(x) for x in labels if x is not None}))
@@ -671,18 +680,18 @@ class Machine:
         for source, target, data in edges:
             symbol = symbol_id.get(str(data["symbol"]))
             if symbol is None:
-                raise ValueError(f"edge symbol {data['symbol']!r} is not in the alphabet {alphabet}")
+                raise MachineError(f"edge symbol {data['symbol']!r} is not in the alphabet {alphabet}")
             if transitions[index[source], symbol] >= 0:
-                raise ValueError(f"node {source!r} has two edges labelled {data['symbol']!r}")
+                raise MachineError(f"node {source!r} has two edges labelled {data['symbol']!r}")
             transitions[index[source], symbol] = index[target]
         try:
             output_of_state = np.array(
                 [-1 if label is None else output_id[str(label)] for label in labels], dtype=np.int64)
         except KeyError as error:
-            raise ValueError(f"node output {error.args[0]!r} is not in outputs {outputs}") from None
+            raise MachineError(f"node output {error.args[0]!r} is not in outputs {outputs}") from None
         starts = [i for i, node in enumerate(nodes) if graph.nodes[node].get("start")]
         if len(starts) > 1:
-            raise ValueError(f"the graph marks {len(starts)} start nodes; expected one")
+            raise MachineError(f"the graph marks {len(starts)} start nodes; expected one")
         return cls(alphabet, outputs, transitions, output_of_state, starts[0] if starts else 0,
                    dict(graph.graph.get("meta") or {}))
 
@@ -743,7 +752,7 @@ class Machine:
 
         Raises
         ------
-        ValueError
+        MachineError (a ValueError)
             For DOT outside this subset, a node with two edges on one symbol, or no nodes.
         """
         return _parse_dot(text, cls)
@@ -754,7 +763,7 @@ def _json_copy(meta: dict[str, Any]) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(meta))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"Machine.meta is not JSON-serialisable: {error}") from None
+        raise MachineError(f"Machine.meta is not JSON-serialisable: {error}") from None
 
 
 # ------------------------------------------------------------------ DOT helpers
@@ -786,7 +795,7 @@ def _dot_tokens(text: str) -> list[str]:
     while position < len(text):
         match = _DOT_TOKEN.match(text, position)
         if match is None:
-            raise ValueError(f"unsupported DOT near {text[position:position + 30]!r}")
+            raise MachineError(f"unsupported DOT near {text[position:position + 30]!r}")
         if match.lastgroup not in {"space", "comment"}:
             tokens.append(match.group(match.lastgroup))
         position = match.end()
@@ -802,28 +811,33 @@ def _parse_attrs(tokens: list[str], i: int) -> tuple[dict[str, str], int]:
             i += 1
             continue
         if i + 2 >= len(tokens) or tokens[i + 1] != "=":
-            raise ValueError(f"malformed DOT attribute list near {tokens[i]!r}")
+            raise MachineError(f"malformed DOT attribute list near {tokens[i]!r}")
         attrs[_dot_unquote(tokens[i])] = _dot_unquote(tokens[i + 2])
         i += 3
     if i >= len(tokens):
-        raise ValueError("unterminated DOT attribute list ('[' without ']')")
+        raise MachineError("unterminated DOT attribute list ('[' without ']')")
     return attrs, i + 1
 
 
 def _parse_dot(text: str, cls: type[Machine]) -> Machine:
     header_match = _DOT_HEADER.search(text)
-    header = json.loads(header_match.group(1)) if header_match else {}
+    try:
+        header = json.loads(header_match.group(1)) if header_match else {}
+    except json.JSONDecodeError as error:
+        raise MachineError(f"the '// rnnautomata:' DOT comment is not valid JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise MachineError("the '// rnnautomata:' DOT comment must hold a JSON object")
     tokens = _dot_tokens(text)
     i = 0
     if i < len(tokens) and tokens[i].lower() == "strict":
         i += 1
     if i >= len(tokens) or tokens[i].lower() not in {"digraph", "graph"}:
-        raise ValueError("DOT text must start with 'digraph'")
+        raise MachineError("DOT text must start with 'digraph'")
     i += 1
     if i < len(tokens) and tokens[i] != "{":
         i += 1  # graph name
     if i >= len(tokens) or tokens[i] != "{" or tokens[-1] != "}":
-        raise ValueError("DOT graph body must be enclosed in { }")
+        raise MachineError("DOT graph body must be enclosed in { }")
     body, i = tokens[i + 1:-1], 0
     node_attrs: dict[str, dict[str, str]] = {}
     edges: list[tuple[str, str, dict[str, str]]] = []
@@ -837,7 +851,7 @@ def _parse_dot(text: str, cls: type[Machine]) -> Machine:
             i += 1
             continue
         if token in {"{", "}"} or token.lower() == "subgraph":
-            raise ValueError("DOT subgraphs are not supported")
+            raise MachineError("DOT subgraphs are not supported")
         if token.lower() in {"node", "edge", "graph"} and i + 1 < len(body) and body[i + 1] == "[":
             _, i = _parse_attrs(body, i + 1)
             continue
@@ -863,7 +877,7 @@ def _parse_dot(text: str, cls: type[Machine]) -> Machine:
     start_targets = [t for s, t, _ in edges if s in start_names]
     states = [n for n in node_attrs if n not in start_names]
     if not states:
-        raise ValueError("DOT graph has no state nodes")
+        raise MachineError("DOT graph has no state nodes")
     index = {name: k for k, name in enumerate(states)}
     if start_targets:
         start = index[start_targets[0]]
@@ -887,7 +901,7 @@ def _parse_dot(text: str, cls: type[Machine]) -> Machine:
             continue
         raw = attrs.get("symbol", attrs.get("label"))
         if raw is None:
-            raise ValueError(f"DOT edge {source} -> {target} has no label (its input symbol)")
+            raise MachineError(f"DOT edge {source} -> {target} has no label (its input symbol)")
         symbols = [raw] if raw in known_symbols else [s.strip() for s in raw.split(",")]
         moves.extend((index[source], symbol, index[target]) for symbol in symbols)
     alphabet = tuple(header.get("alphabet") or sorted({symbol for _, symbol, _ in moves}))
@@ -897,12 +911,12 @@ def _parse_dot(text: str, cls: type[Machine]) -> Machine:
     transitions = np.full((len(states), len(alphabet)), -1, dtype=np.int64)
     for source, symbol, target in moves:
         if symbol not in symbol_id:
-            raise ValueError(f"DOT edge symbol {symbol!r} is not in the alphabet {alphabet}")
+            raise MachineError(f"DOT edge symbol {symbol!r} is not in the alphabet {alphabet}")
         if transitions[source, symbol_id[symbol]] >= 0:
-            raise ValueError(f"DOT node {states[source]!r} has two edges on symbol {symbol!r}")
+            raise MachineError(f"DOT node {states[source]!r} has two edges on symbol {symbol!r}")
         transitions[source, symbol_id[symbol]] = target
     unknown = [x for x in labels if x is not None and x not in output_id]
     if unknown:
-        raise ValueError(f"DOT node output {unknown[0]!r} is not in outputs {outputs}")
+        raise MachineError(f"DOT node output {unknown[0]!r} is not in outputs {outputs}")
     output_of_state = np.array([-1 if x is None else output_id[x] for x in labels], dtype=np.int64)
     return cls(alphabet, outputs, transitions, output_of_state, start, {})

@@ -24,7 +24,6 @@ from typing import Sequence
 
 import numpy as np
 
-from rnnautomata.automata import Machine
 from rnnautomata.config import study_from_dict, read_toml
 from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine
@@ -212,8 +211,8 @@ def track(
             meta = dict(ext.machine.meta)
             meta.update(step=p.step, epoch=p.epoch, n_states=entry["n_states"], n_states_min=entry["n_states_min"],
                         finite=entry["finite"], merger=merger_name, epsilon=epsilon)
-            Machine(ext.machine.alphabet, ext.machine.outputs, ext.machine.transitions, ext.machine.output_of_state,
-                    ext.machine.start, meta).save(run.automaton_path(p.step))
+            run.automata_dir.mkdir(parents=True, exist_ok=True)
+            ext.machine.replace(meta=meta).save(run.automaton_path(p.step))
         checkpoints.append(entry)
         prev_labels, prev_n = ext.labels, ext.n_states
 

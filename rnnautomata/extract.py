@@ -126,12 +126,16 @@ def extract_machine(
     tree = probe_result.tree
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != tree.n_nodes:
-        raise ValueError(f"labels has {labels.shape[0]} entries but the tree has {tree.n_nodes} nodes")
+        raise ValueError(
+            f"labels has {labels.shape[0]} entries but the tree has {tree.n_nodes} nodes"
+        )
     if len(alphabet) != tree.n_symbols:
         raise ValueError(f"alphabet has {len(alphabet)} symbols but the tree has {tree.n_symbols}")
     net_out = np.asarray(probe_result.outputs, dtype=np.int64)
     if net_out.size and (net_out.min() < 0 or net_out.max() >= len(outputs)):
-        raise ValueError(f"network outputs must lie in 0..{len(outputs) - 1} (one per output label)")
+        raise ValueError(
+            f"network outputs must lie in 0..{len(outputs) - 1} (one per output label)"
+        )
 
     state = _first_appearance(labels)  # (N,) root's cluster is 0 (node 0 comes first)
     n_states = int(state.max()) + 1
@@ -229,8 +233,10 @@ class Fidelity:
     network_agreement : dict[int, float]
         Per sampled length, the fraction of positions where machine and network outputs agree.
     network_witness : tuple of int or None
-        The shortest string found on which they disagree (None: none found). Truly shortest
-        when its length is at most `brute_force_depth`.
+        The shortest string found on which they disagree (None: none found), the
+        lexicographically first among equally short ones in the brute-force range. Truly shortest
+        when its length is at most `brute_force_depth`. A string on which the machine falls off
+        an open transition counts as a disagreement.
     truth_agreement : dict[int, float] or None
         Same against the ground-truth machine (None when no truth was given).
     truth_witness : tuple of int or None
@@ -307,7 +313,9 @@ def fidelity(
     Fidelity
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    depth = _auto_depth(machine.n_symbols, 2**16) if brute_force_depth is None else brute_force_depth
+    depth = brute_force_depth
+    if depth is None:
+        depth = _auto_depth(machine.n_symbols, 2**16)
     tree = prefix_tree(machine.n_symbols, depth)
     net_tree = probe(model, tree, device=device).outputs  # (N,)
     ours_tree = tree_outputs(machine, tree)  # (N,)

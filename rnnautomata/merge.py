@@ -83,14 +83,13 @@ def epsilon_from_states(arrays: np.ndarray | Sequence[np.ndarray], scale: float 
     total, total_sq, count = 0.0, 0.0, 0
     shift = None
     for a in arrays:
-        a = _as_points(a).astype(np.float64)
-        if shift is None:  # shift by the first row for a stable one-pass variance
-            shift = a[0].copy() if len(a) else None
-        if len(a) == 0:
-            continue
-        centred = a - shift  # (N_i, S)
-        total = total + centred.sum(0)
-        total_sq = total_sq + (centred**2).sum(0)
+        a = _as_points(a)
+        if len(a) and shift is None:  # shift by the first row for a stable one-pass variance
+            shift = a[0].astype(np.float64)
+        for start in range(0, len(a), 65536):  # chunks keep the float64 copies small
+            centred = a[start : start + 65536].astype(np.float64) - shift  # (B, S)
+            total = total + centred.sum(0)
+            total_sq = total_sq + np.einsum("ij,ij->j", centred, centred)
         count += len(a)
     if count == 0:
         raise ValueError("epsilon_from_states needs at least one state")
@@ -124,7 +123,7 @@ class LeaderMerger:
         (n_clusters_,) row index of each group's leader.
     """
 
-    def __init__(self, epsilon: float = 0.01, block_size: int = 4096):
+    def __init__(self, epsilon: float = 0.01, block_size: int = 16384):
         self.epsilon = epsilon
         self.block_size = block_size
 
@@ -141,16 +140,19 @@ class LeaderMerger:
         eps_sq = epsilon**2
         start = 0
         while start < n:
-            # Keep the (B, L) distance block near 2**22 entries however many leaders there are.
-            rows = max(64, min(self.block_size, 2**22 // max(len(leader_rows), 1)))
+            # Keep the (B, L) distance block near 2**23 entries however many leaders there are.
+            rows = max(64, min(self.block_size, 2**23 // max(len(leader_rows), 1)))
             block = X[start : start + rows].astype(np.float64) - centre  # (B, S)
             block_sq = np.einsum("ij,ij->i", block, block)  # (B,)
             block_labels = np.full(len(block), -1, dtype=np.int64)
             if len(leaders):
-                d2 = block_sq[:, None] + leader_sq[None, :] - 2.0 * block @ leaders.T  # (B, L)
-                near = d2 <= eps_sq
-                has = near.any(1)
-                block_labels[has] = near[has].argmax(1)  # first (oldest) leader within epsilon
+                d2 = block @ leaders.T  # (B, L), then in place: |x|^2 + |l|^2 - 2 x.l
+                d2 *= -2.0
+                d2 += block_sq[:, None]
+                d2 += leader_sq[None, :]
+                near = d2 <= eps_sq  # (B, L)
+                first = near.argmax(1)  # first (oldest) leader within epsilon, if any
+                block_labels = np.where(near[np.arange(len(block)), first], first, -1)
             rest = np.flatnonzero(block_labels < 0)
             if len(rest):
                 # New leaders among the unclaimed rows of this block, leader by leader.
@@ -190,13 +192,18 @@ class SingleLinkageMerger:
 
     1. Rows falling in the same cell of a grid of side epsilon / sqrt(S) are within epsilon of one
        another, so they are joined at once (cells are hashed; a hash collision is detected and
-       the colliding rows kept apart). Converged states collapse to a few cells.
+       the colliding rows kept apart by a second hash). Converged states collapse to a few cells.
     2. Each cell keeps its first row as representative and its radius r (largest distance of a
        member to the representative). Two cells can only be linked if their representatives lie
-       within epsilon + 2 max(r); a KD-tree finds those candidate pairs. A pair is linked at once
+       within epsilon + 2 max(r); a KD-tree over the representatives, rotated to their principal
+       axes (an isometry), finds those candidate pairs. A pair is linked at once
        when the representatives are within epsilon, skipped when they are farther than
        epsilon + r_a + r_b, and otherwise (rare) decided by the exact smallest member distance,
        only if the two cells are not already connected.
+
+    Cost: O(N S) for the grid, plus the KD-tree search over cells, which is fast when the states
+    are tight clouds or well separated, and slowest for a loose cloud of many distinct states
+    whose spacing is close to epsilon (many candidate pairs).
 
     Parameters
     ----------
@@ -235,19 +242,41 @@ class SingleLinkageMerger:
             diff = X[rows].astype(np.float64) - reps[cell[rows]]  # (B, S)
             np.maximum.at(radius, cell[rows], np.sqrt(np.einsum("ij,ij->i", diff, diff)))
 
-        pairs = cKDTree(reps).query_pairs(epsilon + 2.0 * radius.max(), output_type="ndarray")
+        # Rotating to principal axes preserves distances and lets the KD-tree split where the
+        # states actually vary.
+        centred = reps - reps.mean(0)  # (C, S)
+        _, axes = np.linalg.eigh(centred.T @ centred)  # (S, S) ascending variance
+        rotated = centred @ axes[:, ::-1]  # (C, S)
+        pairs = cKDTree(rotated).query_pairs(
+            epsilon + 2.0 * radius.max(), output_type="ndarray")
         a, b = pairs[:, 0], pairs[:, 1]  # (P,)
-        gap = np.linalg.norm(reps[a] - reps[b], axis=1)  # (P,)
+        gap = np.empty(len(pairs))  # (P,) distance between representatives
+        for start in range(0, len(pairs), 65536):
+            chunk = slice(start, start + 65536)
+            diff = rotated[a[chunk]] - rotated[b[chunk]]  # (B, S)
+            gap[chunk] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         sure = gap <= epsilon
         _, component = connected_components(self._graph(a[sure], b[sure], n_cells), directed=False)
         maybe = (~sure) & (gap - radius[a] - radius[b] <= epsilon)
+        maybe &= component[a] != component[b]
+        # The rare undecided pairs: exact member distances, with a small union-find on top of
+        # the components so far to skip pairs that became connected meanwhile.
+        root = {}
+
+        def find(c):
+            while root.get(c, c) != c:
+                c = root[c]
+            return c
+
         extra_a, extra_b = [], []
         for i, j in zip(a[maybe], b[maybe]):
-            if component[i] == component[j]:
+            ci, cj = find(component[i]), find(component[j])
+            if ci == cj:
                 continue
             members_i = X[order[bounds[i] : bounds[i + 1]]].astype(np.float64)
             members_j = X[order[bounds[j] : bounds[j + 1]]].astype(np.float64)
             if _min_distance(members_i, members_j, epsilon) <= epsilon:
+                root[ci] = cj
                 extra_a.append(i)
                 extra_b.append(j)
         if extra_a:
@@ -279,22 +308,19 @@ class SingleLinkageMerger:
             return _first_appearance(inverse.reshape(-1))
         side = epsilon / np.sqrt(dim)  # a cell's diameter is side * sqrt(dim) = epsilon
         origin = X.min(0).astype(np.float64)
-        coeffs = np.random.default_rng(0).integers(1, 2**63, size=dim, dtype=np.uint64) | 1
-
-        def grid(rows):
-            return np.floor((X[rows].astype(np.float64) - origin) / side).astype(np.int64)
-
-        hashes = np.empty(n, dtype=np.uint64)
+        coeffs = np.random.default_rng(0).integers(1, 2**63, size=(2, dim), dtype=np.uint64) | 1
+        hashes = np.empty((2, n), dtype=np.uint64)  # two independent 64-bit hashes of the cell
         for start in range(0, n, 65536):
-            rows = slice(start, start + 65536)
-            hashes[start : start + 65536] = (grid(rows).view(np.uint64) * coeffs).sum(1)
-        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+            chunk = np.subtract(X[start : start + 65536], origin, dtype=np.float64)  # (B, S)
+            chunk *= 1.0 / side
+            cells = np.floor(chunk, out=chunk).astype(np.int64).view(np.uint64)  # (B, S)
+            for k in range(2):
+                hashes[k, start : start + 65536] = (cells * coeffs[k]).sum(1)
+        _, first, inverse = np.unique(hashes[0], return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        # Hash collisions: a row whose grid cell differs from its group's first row stands alone.
-        collided = np.zeros(n, dtype=bool)
-        for start in range(0, n, 65536):
-            rows = np.arange(start, min(start + 65536, n))
-            collided[rows] = np.any(grid(rows) != grid(first[inverse[rows]]), axis=1)
+        # A collision of the first hash shows in the second (missed with probability 2**-64);
+        # such rows stand alone rather than join a far-away cell.
+        collided = hashes[1] != hashes[1][first[inverse]]
         ids = inverse.copy()
         ids[collided] = len(first) + np.arange(collided.sum())
         return _first_appearance(ids)

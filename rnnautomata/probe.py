@@ -146,18 +146,22 @@ def prefix_tree_from_strings(strings: Iterable[Sequence[int]], n_symbols: int) -
         If a symbol id lies outside 0 .. n_symbols - 1.
     """
     _check_n_symbols(n_symbols)
-    rows = [np.asarray(s, dtype=np.int64).reshape(-1) for s in strings]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)  # (B,)
-    max_depth = int(lengths.max()) if len(rows) else 0
-    padded = np.full((len(rows), max_depth), -1, dtype=np.int64)  # (B, T)
-    for i, r in enumerate(rows):
-        padded[i, : len(r)] = r
+    if isinstance(strings, np.ndarray) and strings.ndim == 2:  # equal lengths: no Python loop
+        padded = strings.astype(np.int64)  # (B, T)
+        lengths = np.full(len(padded), padded.shape[1], dtype=np.int64)  # (B,)
+    else:
+        rows = [np.asarray(s, dtype=np.int64).reshape(-1) for s in strings]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)  # (B,)
+        padded = np.full((len(rows), int(lengths.max()) if len(rows) else 0), -1, np.int64)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+    max_depth = padded.shape[1]
     valid = np.arange(max_depth)[None, :] < lengths[:, None]  # (B, T)
     if np.any(padded[valid] < 0) or np.any(padded[valid] >= n_symbols):
         raise ValueError(f"symbol ids must lie in 0..{n_symbols - 1}")
 
     parents, symbols, depths = [np.array([-1])], [np.array([-1])], [np.array([0])]
-    node_of_string = np.zeros(len(rows), dtype=np.int64)  # (B,) node of each string's prefix
+    node_of_string = np.zeros(len(padded), dtype=np.int64)  # (B,) node of each string's prefix
     n_nodes = 1
     for d in range(1, max_depth + 1):
         active = lengths >= d  # (B,)

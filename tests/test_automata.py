@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rnnautomata.automata import MACHINE_FORMAT, Machine
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 BITS = ("0", "1")
 
@@ -272,14 +272,26 @@ def test_equivalence_requires_same_alphabet():
 @given(st.data())
 def test_equivalence_matches_brute_force(data):
     a = data.draw(machines(max_states=4, n_symbols=2, max_outputs=2))
-    choice = data.draw(st.sampled_from(["random", "minimized", "blown_up"]))
+    choice = data.draw(st.sampled_from(["random", "minimized", "blown_up", "mutated"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
     if choice == "random":
         b = data.draw(machines(max_states=4, n_symbols=2, max_outputs=2))
         b = b.replace(outputs=a.outputs) if len(b.outputs) == len(a.outputs) else b
     elif choice == "minimized":
         b = a.minimize()
-    else:
-        b = blown_up(a, 2, np.random.default_rng(data.draw(st.integers(0, 99))))
+    elif choice == "blown_up":
+        b = blown_up(a, 2, rng)
+    else:  # one transition or output changed deep inside a copy: longer counterexamples
+        b = blown_up(a, 2, rng)
+        state = int(rng.integers(b.n_states))
+        if rng.random() < 0.5:
+            transitions = b.transitions.copy()
+            transitions[state, rng.integers(2)] = rng.integers(-1, b.n_states)
+            b = b.replace(transitions=transitions)
+        else:
+            output_of_state = b.output_of_state.copy()
+            output_of_state[state] = rng.integers(-1, len(b.outputs))
+            b = b.replace(output_of_state=output_of_state)
     same, counterexample = a.equivalent(b)
     bound = min(a.n_states + b.n_states + 2, 9)  # shortest distinguishing string is shorter
     expected = first_difference(a, b, bound)
@@ -447,3 +459,46 @@ def test_from_function_and_encode():
                                     out=lambda q: None if q else 0)
     assert partial.transitions.tolist() == [[0, 1], [-1, -1]]
     assert partial.output_of_state.tolist() == [0, -1]
+
+
+def test_counterexample_of_mod4_vs_mod5_counter():
+    def counter(k):
+        return Machine.from_function(BITS, ("zero", "nonzero"), k, delta=lambda q, a: (q + a) % k,
+                                     out=lambda q: int(q != 0))
+    assert counter(4).equivalent(counter(5)) == (False, [1, 1, 1, 1])
+    assert first_difference(counter(4), counter(5), 5) == [1, 1, 1, 1]
+
+
+def test_deep_counterexamples_match_brute_force():
+    # minimal random machines, one output flipped or one transition redirected: the flip sits
+    # behind an access string, so counterexamples are longer than for random pairs
+    rng = np.random.default_rng(3)
+    lengths = []
+    for _ in range(40):
+        n = int(rng.integers(4, 9))
+        a = Machine(BITS, ("y0", "y1"), rng.integers(0, n, size=(n, 2)),
+                    rng.integers(-1, 2, size=n)).minimize()
+        b = a.replace(output_of_state=a.output_of_state.copy())
+        state = int(rng.integers(a.n_states))
+        if rng.random() < 0.5:
+            b = b.replace(output_of_state=np.where(np.arange(a.n_states) == state,
+                                                   (a.output_of_state + 2) % 3 - 1, a.output_of_state))
+        else:
+            transitions = a.transitions.copy()
+            transitions[state, rng.integers(2)] = rng.integers(-1, a.n_states)
+            b = b.replace(transitions=transitions)
+        same, counterexample = a.equivalent(b)
+        expected = first_difference(a, b, a.n_states + b.n_states)
+        assert counterexample == expected and same == (expected is None)
+        lengths.append(-1 if expected is None else len(expected))
+    assert max(lengths) >= 4  # the test does reach deep counterexamples
+
+
+def test_errors_are_project_errors_and_value_errors(tmp_path):
+    from rnnautomata.errors import RnnAutomataError
+    from rnnautomata.automata import MachineError
+
+    with pytest.raises(MachineError) as caught:
+        Machine.load(tmp_path / "missing.json")
+    assert isinstance(caught.value, RnnAutomataError) and isinstance(caught.value, ValueError)
+    assert "\n" not in str(caught.value)

@@ -78,9 +78,11 @@ def test_prefix_tree_from_strings_matches_brute_force():
 
 def test_prefix_tree_from_full_enumeration_equals_prefix_tree():
     full = prefix_tree(2, 4)
-    sampled = prefix_tree_from_strings(itertools.product(range(2), repeat=4), n_symbols=2)
-    for name in ("parent", "symbol", "depth", "children"):
-        np.testing.assert_array_equal(getattr(full, name), getattr(sampled, name))
+    strings = list(itertools.product(range(2), repeat=4))
+    for given in (strings, np.array(strings)[::-1]):  # list of tuples, or a (B, T) array
+        sampled = prefix_tree_from_strings(given, n_symbols=2)
+        for name in ("parent", "symbol", "depth", "children"):
+            np.testing.assert_array_equal(getattr(full, name), getattr(sampled, name))
 
 
 @pytest.mark.parametrize("batch_size", [65536, 3])

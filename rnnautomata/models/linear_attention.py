@@ -32,9 +32,14 @@ from torch import nn
 
 from rnnautomata.errors import ConfigError
 
-__all__ = ["LinearAttention", "SimplifiedLinearTransformer", "PARAMETRIZATIONS"]
+__all__ = ["LinearAttention", "SimplifiedLinearTransformer", "PARAMETRIZATIONS", "token_moments"]
 
 PARAMETRIZATIONS = ("merged", "separate")
+
+
+def token_moments(tokens: torch.Tensor) -> torch.Tensor:
+    """Σ_j z_j z_j^T over all tokens, the query included: (B, N+1, E) -> (B, E, E)."""
+    return torch.einsum("bne,bnf->bef", tokens, tokens)
 
 
 def _normal(shape: tuple[int, ...], std: float, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -93,11 +98,18 @@ class LinearAttention(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Predict the query's label: tokens (B, N+1, E) -> (B,)."""
-        zz = torch.einsum("bne,bnf->bef", tokens, tokens)               # (B, E, E)  Σ_j z_j z_j^T
-        zz_v = torch.einsum("bef,hf->bhe", zz, self.value)              # (B, H, E)
-        z_q = tokens[:, -1, :]                                          # (B, E)
+        return self.forward_moments(token_moments(tokens), tokens[:, -1, :])
+
+    def forward_moments(self, zz: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        """The same prediction from ``zz = token_moments(tokens)`` (B, E, E) and the query z_q (B, E).
+
+        The model sees a sequence only through these, so full-batch training computes them once.
+        """
+        b, e = z_q.shape
+        zz_v = zz @ self.value.T                                        # (B, E, H)  Σ_j z_j (v_h·z_j)
         w = self.head_matrices()                                        # (H, E, E)
-        return self.context_scale * torch.einsum("be,hef,bhf->b", z_q, w, zz_v)
+        q_w = (z_q @ w.permute(1, 0, 2).reshape(e, -1)).view(b, -1, e)  # (B, H, E)  z_q^T W_h
+        return self.context_scale * (q_w * zz_v.transpose(1, 2)).sum(dim=(1, 2))
 
     def effective_matrix(self) -> torch.Tensor:
         """Γ (D, D) with ŷ = x_q^T Γ β in the invariant subspace (see module docstring)."""

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from rnnautomata.cli import main
+from rnnautomata.config import study_to_toml, study_from_dict
+
+from conftest import tiny_raw
+
+
+def _write(tmp_path, raw):
+    p = tmp_path / "study.toml"
+    p.write_text(study_to_toml(study_from_dict(raw)))
+    return p
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+def test_malformed_toml(tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text("name = 'x'\n[train\n")
+    assert main(["run", str(p), "--out", str(tmp_path / "r")]) == 2
+    assert "is not valid TOML" in _error_line(capsys)
+
+
+def test_unknown_task(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('[task]\nname = "no_such_task"\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    line = _error_line(capsys)
+    assert "unknown task 'no_such_task'" in line and "streaming_parity" in line
+
+
+def test_bad_override_and_unknown_kind(tmp_path, capsys):
+    p = _write(tmp_path, tiny_raw())
+    assert main(["run", str(p), "--set", "train.lr=oops", "--out", str(tmp_path / "r")]) == 2
+    assert "train.lr must be a number" in _error_line(capsys)
+    assert main(["run", str(p), "--set", "kind=quantum", "--out", str(tmp_path / "r")]) == 2
+    assert "not a known study kind" in _error_line(capsys)
+
+
+def test_cuda_asked_without_gpu(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    p = _write(tmp_path, tiny_raw())
+    assert main(["run", str(p), "--device", "cuda", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "no CUDA GPU" in _error_line(capsys)
+
+
+def test_run_extract_track_on_tiny_study(tmp_path, capsys):
+    p = _write(tmp_path, tiny_raw())
+    out = tmp_path / "r"
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--no-render"]) == 0
+    text = capsys.readouterr().out
+    assert "finite from step" in text and "run directory" in text
+    assert main(["extract", str(out), "--format", "json", "--quiet"]) == 0
+    machine = json.loads(capsys.readouterr().out)
+    assert machine["format"] == "rnnautomata.machine/1" and machine["alphabet"] == ["0", "1"]
+    assert main(["extract", str(out), "--step", "0", "--format", "dot", "--minimize"]) == 0
+    assert capsys.readouterr().out.lstrip().startswith("digraph")
+    assert main(["track", str(out), "--quiet", "--json", "--merger", "single_linkage"]) == 0
+    dyn = json.loads(capsys.readouterr().out)
+    assert dyn["merger"] == "single_linkage"
+    # running the same study again resumes (nothing left to do) instead of overwriting
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--no-render"]) == 0
+    assert "resumed from step" in capsys.readouterr().err
+    assert main(["extract", str(out), "--step", "999999"]) == 2
+    assert "no checkpoint at step 999999" in _error_line(capsys)
+
+
+def test_tasks_lists_the_registry(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "streaming_parity" in out and "mod_k_counting" in out
