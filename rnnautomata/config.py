@@ -104,6 +104,8 @@ class Study:
     name: str = "study"                       # run name (default output folder runs/<name>)
     kind: str = "automata"                    # "automata" (this file) or "icl" (rnnautomata.icl.config)
     seed: int = 0                             # one seed for init, data order and evaluation strings
+    seeds: tuple[int, ...] | None = None      # train these seeds together as one batched model, each into
+                                              # <out>/seed_XXXX/ (rnnautomata.batched); None = just `seed`
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -204,6 +206,8 @@ def _type_ok(value: Any, annotation: str) -> Any:
             raise TypeError("must be a string")
         return value
     if base.startswith("tuple[int"):
+        if isinstance(value, (list, tuple)) and len(value) == 0:
+            raise TypeError("must be a non-empty list of integers")
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise TypeError("must be a list of integers")
         return tuple(value)
@@ -266,6 +270,8 @@ def _cross_check(study: Study) -> None:
         raise ConfigError(
             f"task.train_min_length ({t.train_min_length}) exceeds task.train_max_length ({t.train_max_length})"
         )
+    if study.seeds is not None and len(set(study.seeds)) != len(study.seeds):
+        raise ConfigError("seeds contains duplicates")
     if study.extract.merger == "kmeans" and study.extract.n_clusters is None:
         raise ConfigError("extract.merger = 'kmeans' needs extract.n_clusters")
     if study.probe.mode == "enumerate" and study.probe.depth > 22:

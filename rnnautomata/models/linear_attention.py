@@ -15,6 +15,8 @@ other common convention). In the invariant subspace where the key reads only x a
 
     ŷ = x_q^T Γ β,   β = Σ_{n≤N} y_n x_n,   Γ = c Σ_h v_h,y W_h,xx          (``effective_matrix``)
 
+(outside it a second path W_h,xy v_h,x^T also contributes to Γ; ``effective_matrix`` includes it).
+
 i.e. one step of preconditioned gradient descent from w = 0 with preconditioner Γ. Population data
 keep the weights in this subspace (every other cubic feature is odd in w, so uncorrelated with the
 target); ``rnnautomata.icl.theory`` works in it.
@@ -112,9 +114,16 @@ class LinearAttention(nn.Module):
         return self.context_scale * (q_w * zz_v.transpose(1, 2)).sum(dim=(1, 2))
 
     def effective_matrix(self) -> torch.Tensor:
-        """Γ (D, D) with ŷ = x_q^T Γ β in the invariant subspace (see module docstring)."""
-        w_xx = self.head_matrices()[:, :-1, :-1]                        # (H, D, D)
-        return self.context_scale * torch.einsum("h,hij->ij", self.value[:, -1], w_xx)
+        """Γ (D, D): the part of ŷ linear in β, ŷ = x_q^T Γ β + (terms even in w).
+
+        Two paths build it: key reads x and value reads y (W_h,xx v_h,y, the one the theory follows),
+        and key reads y and value reads x (W_h,xy v_h,x^T), which the init zeroes and population
+        gradients keep at zero but finite training sets seed (docs/icl.md).
+        """
+        w = self.head_matrices()                                        # (H, E, E)
+        main = torch.einsum("h,hij->ij", self.value[:, -1], w[:, :-1, :-1])
+        cross = torch.einsum("hi,hj->ij", w[:, :-1, -1], self.value[:, :-1])
+        return self.context_scale * (main + cross)
 
 
 class SimplifiedLinearTransformer(nn.Module):

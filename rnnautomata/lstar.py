@@ -1,0 +1,215 @@
+"""Learn a Moore machine from a trained network with AALpy's L* (optional: ``pip install aalpy``).
+
+The network is the system under learning (SUL): a membership query runs it over a string and
+answers with its output label after every symbol (and, for the empty string, after none). The
+equivalence oracle is one of AALpy's testing oracles, querying the network the same way; the
+learned hypothesis comes back as a :class:`~rnnautomata.automata.Machine`, so it can be compared
+with the machine extracted from the hidden states (:meth:`Machine.equivalent`) and with the task.
+
+Example::
+
+    result = learn_machine(model, task.alphabet, task.outputs, oracle="random_walk")
+    result.machine.equivalent(extracted.minimize())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnautomata.automata import Machine
+
+__all__ = ["network_sul", "LStarResult", "learn_machine", "ORACLES"]
+
+#: equivalence oracles by name -> AALpy class name and its keyword arguments
+ORACLES = {
+    "random_walk": ("RandomWalkEqOracle", {"num_steps": 20_000, "reset_after_cex": True, "reset_prob": 0.05}),
+    "random_word": ("RandomWordEqOracle", {"num_walks": 2_000, "min_walk_len": 5, "max_walk_len": 30}),
+    "state_prefix": ("StatePrefixEqOracle", {"walks_per_state": 200, "walk_len": 20}),
+    "w_method": ("WMethodEqOracle", {"max_number_of_states": None}),
+}
+
+
+def _aalpy():
+    try:
+        import aalpy  # noqa: F401
+        from aalpy import base, learning_algs, oracles
+    except ImportError:
+        raise ImportError("AALpy is not installed; run `pip install rnnautomata[interop]`") from None
+    return base, learning_algs, oracles
+
+
+def network_sul(
+    model: torch.nn.Module,
+    alphabet: Sequence[str],
+    outputs: Sequence[str],
+    device: str | torch.device = "cpu",
+    max_cache: int = 1_000_000,
+) -> Any:
+    """An AALpy system under learning (an ``aalpy.base.SUL``) backed by a recurrent network.
+
+    ``step(letter)`` feeds one symbol and returns the network's output label; ``step(None)``
+    (AALpy's query of the empty string) returns the label before any symbol. Hidden states are
+    cached per queried prefix, so a query that extends an earlier one costs one network step per
+    new symbol.
+
+    Parameters
+    ----------
+    model : the trained network (docs/contracts.md one-step API), already on ``device``.
+    alphabet : input symbol labels; the network's symbol ids are their indices.
+    outputs : output labels; the network's classes index them.
+    device : where the network runs.
+    max_cache : most cached prefixes (the cache restarts when full).
+
+    Raises
+    ------
+    ImportError : if AALpy is not installed.
+    """
+    return _sul_class()(model, alphabet, outputs, device, max_cache)
+
+
+_SUL_CLASS = None
+
+
+def _sul_class() -> type:
+    """Build the SUL subclass at first use, so importing this module does not need AALpy."""
+    global _SUL_CLASS
+    if _SUL_CLASS is not None:
+        return _SUL_CLASS
+    SUL = _aalpy()[0].SUL
+
+    class NetworkSUL(SUL):
+        def __init__(self, model, alphabet, outputs, device, max_cache) -> None:
+            super().__init__()
+            self.model = model.eval()
+            self.alphabet = tuple(alphabet)
+            self.outputs = tuple(outputs)
+            self.device = device
+            self.max_cache = max_cache
+            self.n_network_steps = 0
+            self._symbol_id = {a: i for i, a in enumerate(self.alphabet)}
+            with torch.no_grad():
+                h0 = model.initial_state(1).to(device)  # (1, S)
+                out0 = int(model.readout(h0).argmax(-1)[0])
+            self._cache: dict[tuple[int, ...], tuple[torch.Tensor, int]] = {(): (h0, out0)}
+            self._prefix: tuple[int, ...] = ()
+
+        def pre(self) -> None:
+            self._prefix = ()
+
+        def post(self) -> None:
+            pass
+
+        def step(self, letter: Any = None) -> str:
+            if letter is not None:
+                symbol = self._symbol_id[letter]
+                prefix = self._prefix + (symbol,)
+                if prefix not in self._cache:
+                    state, _ = self._cache[self._prefix]  # (1, S)
+                    with torch.no_grad():
+                        new = self.model.step(state, torch.tensor([symbol], device=self.device))  # (1, S)
+                        out = int(self.model.readout(new).argmax(-1)[0])
+                    self.n_network_steps += 1
+                    if len(self._cache) >= self.max_cache:
+                        self._cache = {(): self._cache[()], self._prefix: self._cache[self._prefix]}
+                    self._cache[prefix] = (new, out)
+                self._prefix = prefix
+            return self.outputs[self._cache[self._prefix][1]]
+
+    _SUL_CLASS = NetworkSUL
+    return NetworkSUL
+
+
+@dataclass(frozen=True, eq=False)
+class LStarResult:
+    """What L* learned from the network.
+
+    Attributes
+    ----------
+    machine : the learned Moore machine (minimal, canonical numbering).
+    n_states : its number of states.
+    membership_queries : queries the learner and the oracle asked.
+    network_steps : network steps actually run (after the prefix cache).
+    seconds : wall-clock time of learning.
+    """
+
+    machine: Machine
+    n_states: int
+    membership_queries: int
+    network_steps: int
+    seconds: float
+
+
+def _from_aalpy_moore(automaton: Any, alphabet: Sequence[str], outputs: Sequence[str]) -> Machine:
+    """An AALpy MooreMachine -> Machine over our alphabet/outputs (states in AALpy's order)."""
+    states = list(automaton.states)
+    index = {id(s): i for i, s in enumerate(states)}
+    out_id = {label: i for i, label in enumerate(outputs)}
+    transitions = np.full((len(states), len(alphabet)), -1, dtype=np.int64)  # (N, K)
+    for i, s in enumerate(states):
+        for k, a in enumerate(alphabet):
+            if a in s.transitions:
+                transitions[i, k] = index[id(s.transitions[a])]
+    output_of_state = np.array([out_id.get(s.output, -1) for s in states], dtype=np.int64)
+    start = index[id(automaton.initial_state)]
+    return Machine(tuple(alphabet), tuple(outputs), transitions, output_of_state, start, {"learned_by": "aalpy L*"})
+
+
+def learn_machine(
+    model: torch.nn.Module,
+    alphabet: Sequence[str],
+    outputs: Sequence[str],
+    oracle: str = "random_walk",
+    oracle_params: dict | None = None,
+    max_learning_rounds: int | None = 50,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> LStarResult:
+    """Run AALpy's L* (Moore machines) against the network.
+
+    Parameters
+    ----------
+    model : the trained network, on ``device``.
+    alphabet, outputs : the task's symbol and output labels.
+    oracle : a key of :data:`ORACLES` ("random_walk", "random_word", "state_prefix", "w_method").
+    oracle_params : overrides of the oracle's keyword arguments; "w_method" needs
+        ``max_number_of_states``.
+    max_learning_rounds : stop after this many hypothesis rounds (None: until the oracle agrees).
+    seed : seeds Python's ``random`` inside AALpy's oracles for this call (its state is restored).
+
+    Returns
+    -------
+    LStarResult
+
+    Raises
+    ------
+    ImportError : AALpy missing. ValueError : unknown oracle or missing parameter.
+    """
+    import random
+
+    _, learning_algs, oracles = _aalpy()
+    if oracle not in ORACLES:
+        raise ValueError(f"unknown oracle {oracle!r}; choose one of {', '.join(ORACLES)}")
+    cls_name, params = ORACLES[oracle]
+    params = {**params, **(oracle_params or {})}
+    if oracle == "w_method" and params.get("max_number_of_states") is None:
+        raise ValueError("oracle 'w_method' needs oracle_params={'max_number_of_states': n}")
+    sul = network_sul(model, alphabet, outputs, device=device)
+    letters = list(alphabet)
+    eq_oracle = getattr(oracles, cls_name)(letters, sul, **params)
+    saved = random.getstate()
+    random.seed(seed)
+    t0 = time.perf_counter()
+    try:
+        learned = learning_algs.run_Lstar(letters, sul, eq_oracle, automaton_type="moore",
+                                          max_learning_rounds=max_learning_rounds, print_level=0)
+    finally:
+        random.setstate(saved)
+    seconds = time.perf_counter() - t0
+    machine = _from_aalpy_moore(learned, alphabet, outputs).minimize()
+    return LStarResult(machine, machine.n_states, int(sul.num_queries), int(sul.n_network_steps), seconds)
