@@ -93,6 +93,13 @@ def _print_dynamics_summary(dyn: dict) -> None:
         f"{f['truth_states']}-state machine: {f['equivalent_to_truth']}"
         + (f" (counterexample {f['counterexample']!r})" if f["counterexample"] is not None else "")
     )
+    fid = f.get("fidelity")
+    if fid:
+        agree = ", ".join(f"len {k}: {v:.3f}" for k, v in fid["network_agreement"].items())
+        print(
+            f"fidelity of the minimised machine to the network: every string up to length {fid['brute_force_depth']}"
+            f" {'agrees' if fid['network_witness'] is None else 'disagrees at ' + repr(fid['network_witness'])}; {agree}"
+        )
 
 
 def cmd_extract(args) -> int:

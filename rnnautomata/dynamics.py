@@ -26,7 +26,7 @@ import numpy as np
 
 from rnnautomata.config import study_from_dict, read_toml
 from rnnautomata.errors import CheckpointError
-from rnnautomata.extract import extract_machine
+from rnnautomata.extract import extract_machine, fidelity
 from rnnautomata.merge import epsilon_from_states, make_merger
 from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe
 from rnnautomata.runs import RunDir, atomic_write_json
@@ -220,6 +220,12 @@ def track(
     fin = [c["finite"] for c in checkpoints]
     last_min = minimal
     same, witness = last_min.equivalent(task.machine)
+    model, _ = load_model(run.root, steps_l[-1], device=device)
+    fid = fidelity(last_min, model, lengths=tuple(study.task.test_lengths[:2]), n_strings=8, truth=task.machine,
+                   rng=np.random.default_rng((study.seed, 4_000_037)), device=device)
+
+    def word(w):
+        return None if w is None else "".join(task.alphabet[s] for s in w)
     dyn = {
         "format": DYNAMICS_FORMAT,
         "task": study.task.name,
@@ -238,7 +244,14 @@ def track(
             "finite": fin[-1],
             "truth_states": int(task.machine.n_states),
             "equivalent_to_truth": bool(same),
-            "counterexample": None if witness is None else "".join(task.alphabet[s] for s in witness),
+            "counterexample": word(witness),
+            "fidelity": {
+                "brute_force_depth": fid.brute_force_depth,
+                "network_agreement": {str(k): v for k, v in fid.network_agreement.items()},
+                "network_witness": word(fid.network_witness),
+                "truth_agreement": {str(k): v for k, v in (fid.truth_agreement or {}).items()},
+                "truth_witness": word(fid.truth_witness),
+            },
         },
     }
     if write:

@@ -74,28 +74,20 @@ def test_merged_closed_form_matches_population_flow_white():
 
 def test_merged_simulation_matches_theory_drop_and_final_loss():
     rng = np.random.default_rng(0)
-    d, n, lr, steps = 3, 8, 0.01, 800
+    d, n, lr, steps = 3, 8, 0.02, 400
     cov = make_covariance(d, "linear", rng)
-    batch = InContextRegression(cov, n).sample(4000, rng, whiten_tasks=True)
+    batch = InContextRegression(cov, n).sample(3000, rng, whiten_tasks=True)
     model = LinearAttention(d, 4, "merged", init_scale=1e-4, generator=torch.Generator().manual_seed(0))
     pop = theory.population_descent(model, cov, n, lr, steps, record_every=10)
     sim = _gd(model, batch, lr, steps, 10)
     half = lambda c: int(np.argmax(c < (c[0] + c[-1]) / 2))  # noqa: E731
     # drop time: finite-sample moments shift the escape rate by a few percent -> 10 % of the drop step
     assert abs(half(sim) - half(pop.loss)) <= 0.1 * half(pop.loss) + 1
-    # final loss: train loss of 4000 samples vs population optimum, O(1/sqrt(4000)) relative -> 5 %
-    assert sim[-1] == pytest.approx(theory.plateau_losses(cov, n)[-1], rel=0.05)
-    t_est = theory.merged_drop_time(cov, n, model.value[:, -1].detach().double().numpy() * 0 +
-                                    _init_values(d), _init_kq(d), 0.0)
-    assert t_est > 0
-
-
-def _init_values(d):
-    return LinearAttention(d, 4, "merged", init_scale=1e-4, generator=torch.Generator().manual_seed(0)).value[:, -1].detach().double().numpy()
-
-
-def _init_kq(d):
-    return LinearAttention(d, 4, "merged", init_scale=1e-4, generator=torch.Generator().manual_seed(0)).key_query[:, :-1, :-1].detach().double().numpy()
+    # final loss: the training set's own E[y²] deviates from tr Λ by the sampling error of a mean of
+    # squared Gaussian products (here −9 %, 3 standard errors), which scales every loss alike; so we
+    # compare final/initial. What remains is O(1/sqrt(3000)) relative -> 5 %.
+    plate = theory.plateau_losses(cov, n)
+    assert sim[-1] / sim[0] == pytest.approx(plate[-1] / plate[0], rel=0.05)
 
 
 def test_merged_drop_time_estimate_matches_population_gd():
@@ -105,14 +97,12 @@ def test_merged_drop_time_estimate_matches_population_gd():
     lr, steps = 0.005, 600
     pop = theory.population_descent(model, cov, 31, lr, steps, record_every=5)
     measured = pop.steps[np.argmax(pop.loss < (pop.loss[0] + pop.loss[-1]) / 2)]
-    est = theory.merged_drop_time(cov, 31, _init_values_gen(model), model.key_query[:, :-1, :-1].detach().double().numpy()) / lr
+    v0 = model.value[:, -1].detach().double().numpy()
+    w0 = model.key_query[:, :-1, :-1].detach().double().numpy()
+    est = theory.merged_drop_time(cov, 31, v0, w0) / lr
     # linear-phase estimate for non-white Λ: the logistic along ĝ ignores the rotation of Γ towards
     # Γ* during the drop, worth a few percent of the drop time
     assert est == pytest.approx(measured, rel=0.1)
-
-
-def _init_values_gen(model):
-    return model.value[:, -1].detach().double().numpy()
 
 
 def test_separate_scalar_odes_match_population_flow_for_aligned_heads():
@@ -145,29 +135,30 @@ def _aligned_simplified(cov, kappa0):
 
 def test_simplified_closed_form_matches_flow_and_sgd_and_conservation():
     rng = np.random.default_rng(0)
-    d, n, lr, steps = 3, 10, 0.01, 1500
+    d, n, lr, steps = 3, 10, 0.02, 500
     cov = make_covariance(d, "linear", rng)
     kappa0 = np.full(d, 1e-3)
     model, m = _aligned_simplified(cov, kappa0)
-    pop = theory.population_descent(model, cov, n, lr, steps, record_every=50, flow=True)
+    pop = theory.population_descent(model, cov, n, lr, steps, record_every=25, flow=True)
     kappa_cf, loss_cf = theory.simplified_mode_solution(pop.times, cov, n, kappa0)
     assert np.max(np.abs(pop.loss - loss_cf)) < 1e-5
-    # online SGD (fresh minibatch of 1000 every step): the closed form up to SGD noise
+    # SGD: minibatches of 500 drawn from a pool of 20,000 fresh sequences
+    pool = InContextRegression(cov, n).sample(20_000, rng)
     q0 = theory.conserved_quantity(model.a, model.b)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    task = InContextRegression(cov, n)
     drift, kappa_sim = [], []
     for step in range(steps + 1):
-        b = task.sample(1000, rng)
-        loss = ((model(b.tokens) - b.target) ** 2).mean()
-        if step % 50 == 0:
+        idx = torch.as_tensor(rng.integers(0, len(pool), 500))
+        loss = ((model(pool.tokens[idx]) - pool.target[idx]) ** 2).mean()
+        if step % 25 == 0:
             kappa_sim.append(np.diag(m.eigvecs.T @ model.effective_matrix().detach().double().numpy() @ m.eigvecs))
             drift.append(np.abs(theory.conserved_quantity(model.a, model.b) - q0).max())
         opt.zero_grad()
         loss.backward()
         opt.step()
     kappa_sim = np.array(kappa_sim)
-    # per-mode κ relative to its fixed point: SGD noise of minibatch 1000 is a few percent
+    # per-mode κ relative to its fixed point: minibatch-500 SGD noise and the GD-vs-flow step error
+    # (lr·rate ≈ 0.02·4cNλ² ≲ 0.1 per step) stay within 10 % of γ*_d
     assert np.max(np.abs(kappa_sim - kappa_cf) / m.gamma_star) < 0.1
     # conservation: exact under flow; under SGD the drift per step is O(lr² |∇|²), tiny next to |A|² ~ γ*
     assert max(drift) < 0.02 * m.gamma_star.max()

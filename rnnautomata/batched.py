@@ -1,0 +1,562 @@
+"""Many seeds in one training run: stacked per-seed parameters and batched matmuls over seeds.
+
+A study with ``seeds = [0, 1, ..., 1023]`` trains every seed's recurrent model together. Each
+parameter of :class:`~rnnautomata.models.RecurrentModel` becomes one tensor with a leading seed
+axis, ``(n_seeds, ...)``, and the recurrence runs all seeds at once with ``torch.baddbmm``::
+
+    h = relu(x_proj[:, :, t] + b_hh + h @ W_hh^T)      # (n_seeds, B, H), one bmm for all seeds
+
+The loss is the **sum over seeds of each seed's mean loss**, so the gradient of seed s's slice is
+exactly the gradient of seed s's own loss, and SGD (with momentum) or Adam on the stacked tensors
+is exactly per-seed SGD/Adam (every update is elementwise). Gradient clipping is done per seed.
+
+Each seed is the run ``train.train`` would make for ``dataclasses.replace(study, seed=s)``:
+
+- init: seed s's slice is copied from ``train.build_model(study with seed=s, task)``;
+- data order: the rows of ``TrainingSet.epoch_batches(batch_size, s, epoch)``. Lengths come in
+  the same order for every seed, so every step gathers a ``(n_seeds, B, T)`` batch of one length,
+  different rows per seed;
+- evaluation strings: each seed's own (``train.build_eval_set``), evaluated batched over seeds;
+- output: ``out_dir/seed_XXXX/`` is an ordinary run directory (``study.toml`` with ``seed = s``,
+  checkpoints with the tensor names and metadata of ``train``, ``metrics.jsonl``, manifest), so
+  ``train.load_model`` and ``dynamics.track`` work on it unchanged. ``out_dir/manifest.json`` has
+  kind ``"seeds"`` and lists the seed folders; ``out_dir/study.toml`` holds the whole study.
+
+The trajectories agree with single-seed training to float tolerance, not bit for bit: a batched
+matmul sums in a different order from torch's fused RNN kernels (tests/test_batched.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rnnautomata.config import Study, study_to_toml
+from rnnautomata.data import make_task
+from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
+from rnnautomata.models import RecurrentModel
+from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint
+from rnnautomata.train import (
+    _LONG,
+    EvalSet,
+    TrainingSet,
+    _checkpoint,
+    _optimizer,
+    _restore_optimizer,
+    build_eval_set,
+    build_model,
+    build_training_set,
+    checkpoint_steps,
+    resolve_device,
+)
+
+__all__ = ["BatchedRecurrent", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
+
+SEEDS_KIND = "seeds"
+_EVAL_BUDGET = 1 << 22  # floats of hidden state per evaluation chunk (n_seeds × rows × S)
+_PRECOMPUTE_BUDGET = 1 << 24  # floats of input projection precomputed for a whole batch
+
+
+def seed_dir(out_dir: str | Path, seed: int) -> Path:
+    """The run directory of one seed: ``out_dir/seed_0007``."""
+    return Path(out_dir) / f"seed_{seed:04d}"
+
+
+def seed_study(study: Study, seed: int) -> Study:
+    """The single-seed study that seed ``seed`` of a multi-seed study is equivalent to."""
+    return dataclasses.replace(study, seed=seed, seeds=None)
+
+
+class BatchedRecurrent(nn.Module):
+    """``n_seeds`` :class:`RecurrentModel` s of one architecture, stacked along a leading seed axis.
+
+    Parameters
+    ----------
+    models : the per-seed models (same arch, sizes and initial-state setting); their parameters
+        are copied, so slice ``s`` starts exactly as ``models[s]``.
+
+    Shapes: symbols ``(n_seeds, B, T)`` long; states ``(n_seeds, B, S)`` with ``S = H`` (Elman,
+    GRU) or ``2H`` (LSTM, ``[h, c]``); outputs ``(n_seeds, B, O)``.
+    """
+
+    def __init__(self, models: Sequence[RecurrentModel]) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("BatchedRecurrent needs at least one model")
+        first = models[0]
+        self.n_seeds = len(models)
+        self.arch = first.arch
+        self.n_symbols, self.n_outputs = first.n_symbols, first.n_outputs
+        self.hidden_size, self.state_size = first.hidden_size, first.state_size
+        self.nonlinearity = getattr(first.cell, "nonlinearity", "tanh")
+        #: RecurrentModel state-dict names, parameters first in ``parameters()`` order
+        self.param_names = [name for name, _ in first.named_parameters()]
+        self.buffer_names = [name for name, _ in first.named_buffers()]
+        states = [m.state_dict() for m in models]
+        for name in self.param_names + self.buffer_names:
+            stacked = torch.stack([sd[name].detach() for sd in states]).clone()  # (n_seeds, ...)
+            if name in self.param_names:
+                self.register_parameter(self._attr(name), nn.Parameter(stacked))
+            else:
+                self.register_buffer(self._attr(name), stacked)
+
+    @staticmethod
+    def _attr(name: str) -> str:
+        return name.replace(".", "__")
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """The stacked tensor for a RecurrentModel state-dict name, e.g. ``cell.weight_hh_l0``."""
+        return getattr(self, self._attr(name))
+
+    def ordered_parameters(self) -> list[nn.Parameter]:
+        """Stacked parameters in the order of ``RecurrentModel.parameters()`` (optimizer indices)."""
+        return [self.tensor(name) for name in self.param_names]
+
+    # --- per-seed state dicts -----------------------------------------------------------------
+    def seed_state_dict(self, index: int) -> dict[str, torch.Tensor]:
+        """Seed ``index``'s slice under RecurrentModel's state-dict names (CPU copies)."""
+        return {name: self.tensor(name)[index].detach().to("cpu").clone() for name in self.param_names + self.buffer_names}
+
+    @torch.no_grad()
+    def load_seed_state_dict(self, index: int, state: dict[str, torch.Tensor]) -> None:
+        """Overwrite seed ``index``'s slice from a RecurrentModel state dict."""
+        for name in self.param_names + self.buffer_names:
+            self.tensor(name)[index].copy_(state[name])
+
+    # --- the recurrence -------------------------------------------------------------------------
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """h0 of every seed repeated over the batch: (n_seeds, B, S)."""
+        return self.tensor("h0").unsqueeze(1).expand(-1, batch_size, -1)  # (n, B, S)
+
+    def _input_projection(self, symbols: torch.Tensor) -> torch.Tensor:
+        """W_ih x + b_ih for one-hot x: a gather of W_ih's columns. (n, B, ...) -> (n, B, ..., G)."""
+        w_ih_t = self.tensor("cell.weight_ih_l0").transpose(1, 2)  # (n, A, G)
+        seeds = torch.arange(self.n_seeds, device=symbols.device).view(-1, *([1] * (symbols.dim() - 1)))
+        b_ih = self.tensor("cell.bias_ih_l0").view(self.n_seeds, *([1] * (symbols.dim() - 1)), -1)
+        return w_ih_t[seeds, symbols] + b_ih  # (n, B, ..., G)
+
+    def _cell(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+        """One step for every seed: x_proj (n, B, G), state (n, B, S) -> (n, B, S)."""
+        H = self.hidden_size
+        if self.arch == "elman":
+            pre = torch.baddbmm(x_proj + b_hh, state, w_hh_t)  # (n, B, H)
+            return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
+        if self.arch == "gru":
+            h_proj = torch.baddbmm(b_hh, state, w_hh_t)  # (n, B, 3H)
+            r = torch.sigmoid(x_proj[..., :H] + h_proj[..., :H])  # (n, B, H)
+            z = torch.sigmoid(x_proj[..., H : 2 * H] + h_proj[..., H : 2 * H])  # (n, B, H)
+            cand = torch.tanh(x_proj[..., 2 * H :] + r * h_proj[..., 2 * H :])  # (n, B, H)
+            return cand + z * (state - cand)  # (1 - z) * cand + z * h
+        h, c = state[..., :H], state[..., H:]  # (n, B, H) each
+        gates = torch.baddbmm(x_proj + b_hh, h, w_hh_t)  # (n, B, 4H): i, f, g, o
+        i, f = torch.sigmoid(gates[..., :H]), torch.sigmoid(gates[..., H : 2 * H])
+        g, o = torch.tanh(gates[..., 2 * H : 3 * H]), torch.sigmoid(gates[..., 3 * H :])
+        c = f * c + i * g  # (n, B, H)
+        return torch.cat([o * torch.tanh(c), c], dim=-1)  # (n, B, 2H)
+
+    def _recurrent_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # contiguous: a batched matmul against a transposed view can take a much slower CPU path
+        w_hh_t = self.tensor("cell.weight_hh_l0").transpose(1, 2).contiguous()  # (n, H, G)
+        b_hh = self.tensor("cell.bias_hh_l0").unsqueeze(1)  # (n, 1, G)
+        return w_hh_t, b_hh
+
+    def step(self, state: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
+        """Advance every state by one symbol: (n, B, S), (n, B) long -> (n, B, S)."""
+        w_hh_t, b_hh = self._recurrent_weights()
+        return self._cell(self._input_projection(symbols), state, w_hh_t, b_hh)
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        """Outputs of states: (n, B, S) -> (n, B, O)."""
+        w = self.tensor("readout_layer.weight").transpose(1, 2).contiguous()  # (n, H, O)
+        b = self.tensor("readout_layer.bias").unsqueeze(1)  # (n, 1, O)
+        return torch.baddbmm(b, state[..., : self.hidden_size], w)  # (n, B, O)
+
+    def run(self, symbols: torch.Tensor, every_position: bool = True) -> torch.Tensor:
+        """Outputs after every symbol (n, B, T, O), or after the last one only (n, B, O).
+
+        Only the current state is kept between steps (plus what autograd needs), so evaluation
+        on strings of length 10,000 costs memory for one step, not for the whole string.
+        """
+        n, B, T = symbols.shape
+        w_hh_t, b_hh = self._recurrent_weights()
+        G = w_hh_t.shape[-1]
+        precompute = n * B * T * G <= _PRECOMPUTE_BUDGET
+        x_proj = self._input_projection(symbols) if precompute else None  # (n, B, T, G)
+        state = self.initial_state(B)  # (n, B, S)
+        outs = []
+        for t in range(T):
+            xp = x_proj[:, :, t] if precompute else self._input_projection(symbols[:, :, t])  # (n, B, G)
+            state = self._cell(xp, state, w_hh_t, b_hh)  # (n, B, S)
+            if every_position:
+                outs.append(self.readout(state))  # (n, B, O)
+        if every_position:
+            return torch.stack(outs, dim=2)  # (n, B, T, O)
+        return self.readout(state)  # (n, B, O)
+
+    def forward(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Outputs after every symbol: (n, B, T) long -> (n, B, T, O)."""
+        return self.run(symbols, every_position=True)
+
+    def forward_last(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Output after the last symbol only: (n, B, T) -> (n, B, O)."""
+        return self.run(symbols, every_position=False)
+
+
+# --- losses and evaluation, per seed ------------------------------------------------------------
+def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int, reduce: bool = True) -> torch.Tensor:
+    """Each seed's loss: out (n, ..., O), target (n, ...) long -> (n,) mean (or sum if not ``reduce``).
+
+    The mean is train._loss's: MSE over every (position, output) element on one-hot targets,
+    cross-entropy over every position.
+    """
+    n = out.shape[0]
+    if kind == "mse":
+        elem = F.mse_loss(out, F.one_hot(target, n_outputs).to(out.dtype), reduction="none")  # (n, ..., O)
+    else:
+        elem = F.cross_entropy(out.reshape(-1, n_outputs), target.reshape(-1), reduction="none")  # (n * ...)
+    elem = elem.reshape(n, -1)
+    return elem.mean(1) if reduce else elem.sum(1)
+
+
+def _run_supervised(model: BatchedRecurrent, x: torch.Tensor, y: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs and targets at the supervised positions: x, y (n, B, T) -> (n, B[, T], O), (n, B[, T])."""
+    if target == "last":
+        return model.forward_last(x), y[:, :, -1]
+    return model.forward(x), y
+
+
+def _gather_rows(data: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of per-seed data: data (n or 1, N, L), rows (n, B) -> (n, B, L)."""
+    if data.shape[0] == 1:
+        return data[0][rows]
+    seeds = torch.arange(rows.shape[0], device=rows.device).unsqueeze(1)  # (n, 1)
+    return data[seeds, rows]
+
+
+def _chunks(n_rows: int, n_seeds: int, state_size: int) -> list[slice]:
+    size = max(1, _EVAL_BUDGET // max(1, n_seeds * state_size))
+    return [slice(a, min(a + size, n_rows)) for a in range(0, n_rows, size)]
+
+
+@torch.no_grad()
+def evaluate_seeds(model: BatchedRecurrent, data: "_SeedData", study: Study, max_length: int | None = None) -> list[dict]:
+    """train.evaluate for every seed at once: one metrics dict per seed (same keys and meaning)."""
+    model.eval()
+    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target
+    S = model.state_size
+
+    def loss_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each seed's mean loss over all rows of x, y (n or 1, N, T), in chunks: (n,) float64."""
+        total = torch.zeros(n, dtype=torch.float64, device=x.device)
+        for sl in _chunks(x.shape[1], n, S):
+            xc, yc = x[:, sl].expand(n, -1, -1), y[:, sl].expand(n, -1, -1)
+            out, tgt = _run_supervised(model, xc, yc, target)
+            total += per_seed_loss(out, tgt, kind, O).double() * xc.shape[1]  # equal elements per row
+        return total / x.shape[1]
+
+    train_total = torch.zeros(n, dtype=torch.float64, device=data.device)
+    n_strings = 0
+    for x, y in zip(data.train_inputs, data.train_targets):
+        # train.evaluate weights each length's mean loss by its number of strings
+        train_total += loss_mean(x, y) * x.shape[1]
+        n_strings += x.shape[1]
+    val_loss = loss_mean(data.val_inputs, data.val_targets)
+    val_pred = torch.cat([model.forward_last(data.val_inputs[:, sl]).argmax(-1) for sl in _chunks(data.val_inputs.shape[1], n, S)], 1)
+    val_acc = (val_pred == data.val_targets[:, :, -1]).double().mean(1)  # (n,)
+    records = {
+        "train/loss": (train_total / n_strings).tolist(),
+        "val/loss": val_loss.tolist(),
+        "val/acc": val_acc.tolist(),
+    }
+    for length, (x, y) in data.test.items():
+        if max_length is not None and length > max_length:
+            continue
+        pred = torch.cat([model.forward_last(x[:, sl]).argmax(-1) for sl in _chunks(x.shape[1], n, S)], 1)  # (n, N)
+        records[f"eval/acc_len{length}"] = (pred == y).double().mean(1).tolist()
+    model.train()
+    return [{key: float(values[s]) for key, values in records.items()} for s in range(n)]
+
+
+# --- the training data of every seed -------------------------------------------------------------
+@dataclasses.dataclass
+class _SeedData:
+    """Training and evaluation strings of every seed, stacked: leading axis n_seeds (or 1 if shared)."""
+
+    train_set: TrainingSet  # seed 0's (lengths and sizes are the same for every seed)
+    train_inputs: list[torch.Tensor]  # per length: (n or 1, N_i, L_i) long
+    train_targets: list[torch.Tensor]
+    val_inputs: torch.Tensor  # (n, V, val_length)
+    val_targets: torch.Tensor
+    test: dict  # length -> (inputs (n, N, L), last targets (n, N))
+    device: torch.device
+
+
+def _seed_data(study: Study, seeds: Sequence[int], task, device: torch.device) -> _SeedData:
+    sets = [build_training_set(task, seed_study(study, s)) for s in seeds]
+    shared = study.task.train_set == "enumerate"  # every seed sees every string: store them once
+    used = sets[:1] if shared else sets
+
+    def stack(arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.as_tensor(np.stack(arrays), device=device)
+
+    train_inputs = [stack([ts.inputs[i] for ts in used]) for i in range(len(sets[0].inputs))]
+    train_targets = [stack([ts.targets[i] for ts in used]) for i in range(len(sets[0].inputs))]
+    evals: list[EvalSet] = [build_eval_set(task, seed_study(study, s)) for s in seeds]
+    test = {
+        length: (stack([e.test[length][0] for e in evals]), stack([e.test[length][1] for e in evals]))
+        for length in evals[0].test
+    }
+    return _SeedData(
+        sets[0], train_inputs, train_targets,
+        stack([e.val_inputs for e in evals]), stack([e.val_targets for e in evals]), test, device,
+    )
+
+
+def _epoch_rows(train_set: TrainingSet, batch_size: int, seeds: Sequence[int], epoch: int, device) -> list[tuple[int, torch.Tensor]]:
+    """The epoch's steps as (length index, rows (n, B)): seed s's rows are its own epoch_batches."""
+    per_seed = [train_set.epoch_batches(batch_size, s, epoch) for s in seeds]
+    steps = []
+    for k, (i, _) in enumerate(per_seed[0]):
+        rows = np.stack([batches[k][1] for batches in per_seed])  # (n, B)
+        steps.append((i, torch.as_tensor(rows, device=device)))
+    return steps
+
+
+# --- optimizer state: stacked <-> per seed ---------------------------------------------------------
+def _seed_optimizer_state(opt: torch.optim.Optimizer, params: list[nn.Parameter], index: int) -> list[dict]:
+    """Seed ``index``'s optimizer state, per parameter (scalars such as Adam's step are shared)."""
+    out = []
+    for p in params:
+        state = opt.state.get(p, {})
+        out.append({k: (v[index] if torch.is_tensor(v) and v.dim() > 0 else v).detach().to("cpu").clone()
+                    for k, v in state.items() if torch.is_tensor(v)})
+    return out
+
+
+def _set_stacked_optimizer_state(opt: torch.optim.Optimizer, params: list[nn.Parameter], per_seed: list[list[dict]]) -> None:
+    for j, p in enumerate(params):
+        keys = per_seed[0][j].keys()
+        state = {}
+        for key in keys:
+            values = [seed_state[j][key] for seed_state in per_seed]
+            if values[0].dim() == 0:  # e.g. Adam's step count: the same for every seed
+                state[key] = values[0].clone()
+            else:
+                state[key] = torch.stack(values).to(p.device)
+        if state:
+            opt.state[p] = state
+
+
+def _clip_per_seed(params: list[nn.Parameter], max_norm: float) -> None:
+    """clip_grad_norm_ applied to each seed's gradients separately (same formula as torch's)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    sq = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]).sum(0)  # (n,)
+    coef = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)  # (n,)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+
+# --- the training loop -----------------------------------------------------------------------------
+def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, progress: bool = True) -> dict:
+    """Train every seed of ``study.seeds`` together, each into ``out_dir/seed_XXXX/``.
+
+    Parameters
+    ----------
+    study : the resolved study; ``study.seeds`` lists the seeds (None means just ``study.seed``).
+    out_dir : the folder of the seed runs. If it already holds this study, training resumes from
+        the last checkpoint that every seed has (a different study there is an error).
+    device : overrides ``study.train.device``.
+    progress : show a progress bar.
+
+    Returns
+    -------
+    dict with ``seeds``, ``seed_dirs``, ``steps`` (checkpoint steps), ``final`` (last metrics per
+    seed, a list), ``resumed_from`` and ``steps_per_epoch``.
+
+    Raises
+    ------
+    TrainingError if a seed's loss becomes NaN/inf: the message names the seed(s) and the step;
+    finished checkpoints of every seed are kept.
+    CheckpointError if ``out_dir`` holds something else.
+    """
+    dev = resolve_device(device or study.train.device)
+    seeds = list(study.seeds) if study.seeds is not None else [study.seed]
+    if study.kind != "automata":
+        raise ConfigError(f"seeds are supported for kind = 'automata' studies only (got {study.kind!r})")
+    top = RunDir(Path(out_dir))
+    runs = [RunDir(seed_dir(out_dir, s)) for s in seeds]
+    task = make_task(study.task)
+    data = _seed_data(study, seeds, task, dev)
+    spe = data.train_set.steps_per_epoch(study.train.batch_size)
+    schedule = checkpoint_steps(spe, study.train.epochs, study.train.checkpoint_every, study.train.early_checkpoints)
+    eval_every_steps = None if study.train.eval_every is None else study.train.eval_every * spe
+    total = schedule[-1]
+
+    studies = [seed_study(study, s) for s in seeds]
+    models = [build_model(st, task) for st in studies]  # CPU; seed s's init, reused to write its checkpoints
+    seed_opts = [_optimizer(m, st) for m, st in zip(models, studies)]
+    resumed_from = _prepare_dirs(top, runs, study, studies, models, seed_opts, spe, schedule)
+
+    model = BatchedRecurrent(models).to(dev)
+    params = model.ordered_parameters()
+    opt = _optimizer_for(params, study)
+    if resumed_from is not None:
+        _set_stacked_optimizer_state(opt, params, [[o.state.get(p, {}) for p in m.parameters()] for m, o in zip(models, seed_opts)])
+
+    def save(step: int) -> list[dict]:
+        long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
+        records = evaluate_seeds(model, data, study, max_length=None if long_eval else _LONG)
+        for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
+            m.load_state_dict(model.seed_state_dict(k))
+            for p, state in zip(m.parameters(), _seed_optimizer_state(opt, params, k)):
+                o.state[p] = state
+            _checkpoint(run, step, step / spe, m, o, st, task)
+            run.append_metrics({"step": step, "epoch": step / spe, **records[k]})
+        return records
+
+    pending = [s for s in schedule if resumed_from is None or s > resumed_from]
+    start = resumed_from or 0
+    bar = _progress(total, start, progress, f"{study.name} ×{len(seeds)}")
+    check_every = 1 if dev.type == "cpu" else 25  # a NaN check syncs the GPU: batch it there
+    flags: list[tuple[int, int, torch.Tensor]] = []
+    records = None
+    try:
+        if pending and pending[0] == start:
+            records = save(start)
+            pending.pop(0)
+        step = start
+        for epoch in range(start // spe, study.train.epochs):
+            offset = step - epoch * spe
+            for i, rows in _epoch_rows(data.train_set, study.train.batch_size, seeds, epoch, dev)[offset:]:
+                step += 1
+                x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
+                y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
+                out, tgt = _run_supervised(model, x, y, study.task.target)
+                losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
+                flags.append((step, epoch, ~torch.isfinite(losses.detach())))
+                if len(flags) >= check_every or (pending and step == pending[0]):
+                    _check_finite(flags, seeds, runs, top, study)
+                    flags = []
+                opt.zero_grad(set_to_none=True)
+                losses.sum().backward()  # sum over seeds: each slice gets its own seed's gradient
+                if study.train.grad_clip is not None:
+                    _clip_per_seed(params, study.train.grad_clip)
+                opt.step()
+                if bar is not None:
+                    bar.update(1)
+                if pending and step == pending[0]:
+                    records = save(step)
+                    pending.pop(0)
+        _check_finite(flags, seeds, runs, top, study)
+    except KeyboardInterrupt:
+        done = _common_steps(runs)
+        raise TrainingError(
+            f"interrupted; checkpoints up to step {done[-1] if done else None} are kept for every seed: "
+            "rerun the same command to resume"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    for run in runs:
+        run.write_manifest(status="complete")
+    top.write_manifest(status="complete")
+    return {
+        "seeds": seeds,
+        "seed_dirs": [str(r.root) for r in runs],
+        "steps": _common_steps(runs),
+        "final": records,
+        "resumed_from": resumed_from,
+        "steps_per_epoch": spe,
+    }
+
+
+def _optimizer_for(params: list[nn.Parameter], study: Study) -> torch.optim.Optimizer:
+    """The optimizer train._optimizer builds, over the stacked parameters (elementwise, so per seed)."""
+    if study.train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=study.train.lr)
+    return torch.optim.SGD(params, lr=study.train.lr, momentum=study.train.momentum)
+
+
+def _check_finite(flags: list, seeds: list[int], runs: list[RunDir], top: RunDir, study: Study) -> None:
+    if not flags:
+        return
+    bad = torch.stack([f for _, _, f in flags]).cpu()  # (steps, n)
+    if not bad.any():
+        return
+    first = int(bad.any(1).nonzero()[0, 0])
+    step, epoch, _ = flags[first]
+    which = [seeds[k] for k in bad[first].nonzero()[:, 0].tolist()]
+    named = ", ".join(str(s) for s in which[:8]) + (f" and {len(which) - 8} more" if len(which) > 8 else "")
+    done = _common_steps(runs)
+    error = f"non-finite loss at step {step} in seed {named}"
+    for s, run in zip(seeds, runs):
+        if s in which:
+            run.write_manifest(status="failed", error=f"non-finite loss at step {step}")
+    top.write_manifest(status="failed", error=error)
+    raise TrainingError(
+        f"loss became non-finite at step {step} (epoch {epoch}) in seed{'s' if len(which) > 1 else ''} {named}; "
+        f"checkpoints up to step {done[-1] if done else None} are kept for every seed; "
+        f"lower train.lr (now {study.train.lr}) or set train.grad_clip"
+    )
+
+
+def _common_steps(runs: list[RunDir]) -> list[int]:
+    common = None
+    for run in runs:
+        steps = set(run.steps())
+        common = steps if common is None else common & steps
+    return sorted(common or ())
+
+
+def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, schedule) -> int | None:
+    """Create the folders, or check them and load every seed's last common checkpoint. Returns its step."""
+    top_toml = study_to_toml(study)
+    seeds = [st.seed for st in studies]
+    resumed_from = None
+    if top.exists():
+        manifest = top.read_manifest()
+        if manifest.get("kind") != SEEDS_KIND or not top.study_path.is_file() or top.study_path.read_text() != top_toml:
+            raise CheckpointError(f"{top.root} holds a different study; use another --out (or delete the folder to start over)")
+        for run, st in zip(runs, studies):
+            if run.exists() and (not run.study_path.is_file() or run.study_path.read_text() != study_to_toml(st)):
+                raise CheckpointError(f"{run.root} holds a different study; delete {top.root} to start over")
+        common = _common_steps(runs)
+        if common:
+            resumed_from = common[-1]
+            for run, m, o in zip(runs, models, seed_opts):
+                tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
+                m.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+                _restore_optimizer(o, tensors)
+                run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
+    else:
+        top.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(top.study_path, top_toml)
+    for run, st in zip(runs, studies):
+        if not run.exists():
+            run.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.study_path, study_to_toml(st))
+        if resumed_from is None:
+            run.rewrite_metrics([])
+        run.write_manifest(kind="automata", status="running", name=st.name, steps_per_epoch=spe, schedule=schedule)
+    top.write_manifest(
+        kind=SEEDS_KIND, status="running", name=study.name, seeds=seeds,
+        seed_dirs=[run.root.name for run in runs], steps_per_epoch=spe, schedule=schedule,
+    )
+    return resumed_from
+
+
+def _progress(total: int, initial: int, enabled: bool, name: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", file=sys.stderr, dynamic_ncols=True)

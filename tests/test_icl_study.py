@@ -1,0 +1,81 @@
+"""ICL / grokking studies: validation, the run directory, determinism, NaN handling, tracking."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from rnnautomata.errors import ConfigError, TrainingError
+from rnnautomata.icl.config import study_to_toml
+from rnnautomata.icl.study import load_study, run_study, track_run
+
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+
+
+def tiny_icl(**sections) -> dict:
+    raw = {"kind": "icl", "name": "tiny_icl",
+           "data": {"x_dim": 2, "n_context": 6, "n_train": 300, "n_test": 200},
+           "model": {"parametrization": "merged", "n_heads": 2, "init_scale": 1e-3},
+           "train": {"lr": 0.02, "epochs": 60, "eval_every": 5, "checkpoint_every": 20, "seed": 0},
+           "measures": {"top_k": 2}}
+    for key, value in sections.items():
+        raw[key].update(value)
+    return raw
+
+
+@pytest.mark.parametrize("name", ["icl_linear_merged", "icl_linear_separate", "grokking_modular_addition"])
+def test_shipped_studies_load_and_round_trip(name):
+    study = load_study(tomllib.loads((TASKS / f"{name}.toml").read_text()))
+    assert load_study(tomllib.loads(study_to_toml(study))) == study
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"kind": "icl", "model": {"parametrization": "tied"}}, "model.parametrization"),
+    ({"kind": "icl", "train": {"lr": -1.0}}, "train.lr must be positive"),
+    ({"kind": "icl", "data": {"x_dim": 3, "spectrum": [1.0, 2.0]}}, "data.spectrum"),
+    ({"kind": "icl", "data": {"n_contxt": 3}}, "unknown field data.n_contxt"),
+    ({"kind": "rnn"}, "kind"),
+    ({"kind": "grokking", "data": {"train_fraction": 1.5}}, "train_fraction"),
+])
+def test_invalid_studies_name_the_field(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        load_study(raw)
+
+
+def test_run_writes_the_run_directory_and_is_deterministic(tmp_path):
+    study = load_study(tiny_icl())
+    summary = run_study(study, tmp_path / "a", "cpu", progress=False)
+    run_study(study, tmp_path / "b", "cpu", progress=False)
+    a = tmp_path / "a"
+    for f in ("study.toml", "manifest.json", "metrics.jsonl", "theory.json", "figures/loss.png", "figures/modes.svg",
+              "checkpoints/step_000000.safetensors", "checkpoints/step_000060.safetensors"):
+        assert (a / f).is_file(), f
+    assert json.loads((a / "manifest.json").read_text())["status"] == "complete"
+    assert (a / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert summary["drop_step"]["simulation"] is not None
+    measures = track_run(a)
+    assert len(measures["steps"]) == 4 and (a / "measures.json").is_file()
+    assert "effective_gamma" in measures["spectral"]
+
+
+def test_nan_loss_stops_with_training_error_and_keeps_checkpoints(tmp_path):
+    study = load_study(tiny_icl(model={"init_scale": 1.0}, train={"lr": 50.0, "checkpoint_every": 1}))
+    with pytest.raises(TrainingError, match=r"at step \d+; lower train.lr"):
+        run_study(study, tmp_path, "cpu", progress=False)
+    assert (tmp_path / "checkpoints" / "step_000000.safetensors").is_file()
+
+
+def test_grokking_pipeline_runs(tmp_path):
+    raw = {"kind": "grokking", "data": {"modulus": 7, "train_fraction": 0.5},
+           "model": {"embed_dim": 4, "hidden_size": 8},
+           "train": {"epochs": 20, "eval_every": 5, "checkpoint_every": 10, "lr": 0.01}}
+    summary = run_study(load_study(raw), tmp_path, "cpu", progress=False)
+    assert set(summary["final"]) == {"train/acc", "test/acc", "train/loss", "test/loss"}
+    out = track_run(tmp_path)
+    assert out["steps"] == [0, 10, 20] and set(out["spectral"]) == {"embed", "w_in", "w_out"}
