@@ -64,6 +64,73 @@ _EVAL_BUDGET = 1 << 22  # floats of hidden state per evaluation chunk (n_seeds �
 _PRECOMPUTE_BUDGET = 1 << 24  # floats of input projection precomputed for a whole batch
 
 
+def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """bias + a @ b for (n, B, K) @ (n, K, G). One seed goes through addmm, torch.nn.RNN's own
+    CPU path: ATen's small batched matmul splits the seed axis over threads, which costs more than
+    it saves for one seed (and a great deal on a loaded CPU)."""
+    if a.shape[0] == 1:
+        return torch.addmm(bias[0], a[0], b[0]).unsqueeze(0)  # (1, B, G)
+    return torch.baddbmm(bias, a, b)  # (n, B, G)
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for (n, M, K) @ (n, K, N), through mm for one seed (see _baddbmm)."""
+    if a.shape[0] == 1:
+        return torch.mm(a[0], b[0]).unsqueeze(0)
+    return torch.bmm(a, b)
+
+
+class _ElmanThroughTime(torch.autograd.Function):
+    """The whole Elman recurrence as one autograd node, with hand-written backpropagation through time.
+
+    Forward: ``h_t = act(x_t + h_{t-1} @ W)`` for t = 1..T (x_t already holds W_ih x + both
+    biases). Autograd would record ~3 nodes a step and compute ``dW`` with one small matmul a
+    step; here the backward pass runs only the ``dh`` recurrence step by step and gets ``dW`` for
+    all steps at once with one matmul over ``(T·B)`` rows, which is what makes one seed at least
+    as fast as torch.nn.RNN on the CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, x_proj: torch.Tensor, h0: torch.Tensor, w_t: torch.Tensor, relu: bool) -> torch.Tensor:
+        # x_proj (T, n, B, H), h0 (n, B, H), w_t (n, H, H) -> hidden states (T, n, B, H)
+        T, n = x_proj.shape[:2]
+        hs = torch.empty((T + 1, *h0.shape), dtype=x_proj.dtype, device=x_proj.device)  # (T+1, n, B, H)
+        hs[0] = h0
+        one = n == 1  # mm path, as in _baddbmm
+        # per-step views made once (unbind), each step written in place: no temporaries
+        h_views = (hs[:, 0] if one else hs).unbind(0)  # T+1 × (B, H) or (n, B, H)
+        x_views = (x_proj[:, 0] if one else x_proj).unbind(0)
+        w = w_t[0] if one else w_t
+        mat = torch.addmm if one else torch.baddbmm
+        act = torch.relu_ if relu else torch.tanh_
+        for t in range(T):
+            act(mat(x_views[t], h_views[t], w, out=h_views[t + 1]))
+        ctx.save_for_backward(hs, w_t)
+        ctx.relu = relu
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, grad_hs: torch.Tensor):
+        hs, w_t = ctx.saved_tensors  # (T+1, n, B, H), (n, H, H)
+        T, n, B, H = grad_hs.shape
+        w = w_t.transpose(1, 2).contiguous()  # (n, H, H): dh_{t-1} = dpre_t @ W^T
+        dpre = torch.empty_like(grad_hs)  # (T, n, B, H)
+        g_views, h_views, d_views = grad_hs.unbind(0), hs.unbind(0), dpre.unbind(0)
+        dh = g_views[T - 1].clone()  # (n, B, H)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                dh += g_views[t]
+            if ctx.relu:  # relu's and tanh's own backward kernels, from the output h_t
+                torch.ops.aten.threshold_backward.grad_input(dh, h_views[t + 1], 0, grad_input=d_views[t])
+            else:
+                torch.ops.aten.tanh_backward.grad_input(dh, h_views[t + 1], grad_input=d_views[t])
+            if t > 0 or ctx.needs_input_grad[1]:
+                dh = _bmm(d_views[t], w)  # (n, B, H)
+        prev = hs[:-1].permute(1, 3, 0, 2).reshape(n, H, T * B)  # (n, H, T·B)
+        dw_t = _bmm(prev, dpre.permute(1, 0, 2, 3).reshape(n, T * B, H))  # (n, H, H)
+        return dpre, (dh if ctx.needs_input_grad[1] else None), dw_t, None
+
+
 def seed_dir(out_dir: str | Path, seed: int) -> Path:
     """The run directory of one seed: ``out_dir/seed_0007``."""
     return Path(out_dir) / f"seed_{seed:04d}"
@@ -135,27 +202,32 @@ class BatchedRecurrent(nn.Module):
         """h0 of every seed repeated over the batch: (n_seeds, B, S)."""
         return self.tensor("h0").unsqueeze(1).expand(-1, batch_size, -1)  # (n, B, S)
 
-    def _input_projection(self, symbols: torch.Tensor) -> torch.Tensor:
-        """W_ih x + b_ih for one-hot x: a gather of W_ih's columns. (n, B, ...) -> (n, B, ..., G)."""
+    def _input_projection(self, symbols: torch.Tensor, seed_axis: int = 0) -> torch.Tensor:
+        """W_ih x + b_ih for one-hot x: a gather of W_ih's columns. symbols (..., n, ...) -> (..., G).
+
+        ``seed_axis`` is the axis of ``symbols`` that runs over seeds.
+        """
         w_ih_t = self.tensor("cell.weight_ih_l0").transpose(1, 2)  # (n, A, G)
-        seeds = torch.arange(self.n_seeds, device=symbols.device).view(-1, *([1] * (symbols.dim() - 1)))
-        b_ih = self.tensor("cell.bias_ih_l0").view(self.n_seeds, *([1] * (symbols.dim() - 1)), -1)
-        return w_ih_t[seeds, symbols] + b_ih  # (n, B, ..., G)
+        shape = [1] * symbols.dim()
+        shape[seed_axis] = self.n_seeds
+        seeds = torch.arange(self.n_seeds, device=symbols.device).view(shape)
+        b_ih = self.tensor("cell.bias_ih_l0").view(*shape, -1)
+        return w_ih_t[seeds, symbols] + b_ih  # (..., G)
 
     def _cell(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
         """One step for every seed: x_proj (n, B, G), state (n, B, S) -> (n, B, S)."""
         H = self.hidden_size
         if self.arch == "elman":
-            pre = torch.baddbmm(x_proj + b_hh, state, w_hh_t)  # (n, B, H)
+            pre = _baddbmm(x_proj + b_hh, state, w_hh_t)  # (n, B, H)
             return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
         if self.arch == "gru":
-            h_proj = torch.baddbmm(b_hh, state, w_hh_t)  # (n, B, 3H)
+            h_proj = _baddbmm(b_hh.expand(-1, state.shape[1], -1), state, w_hh_t)  # (n, B, 3H)
             r = torch.sigmoid(x_proj[..., :H] + h_proj[..., :H])  # (n, B, H)
             z = torch.sigmoid(x_proj[..., H : 2 * H] + h_proj[..., H : 2 * H])  # (n, B, H)
             cand = torch.tanh(x_proj[..., 2 * H :] + r * h_proj[..., 2 * H :])  # (n, B, H)
             return cand + z * (state - cand)  # (1 - z) * cand + z * h
         h, c = state[..., :H], state[..., H:]  # (n, B, H) each
-        gates = torch.baddbmm(x_proj + b_hh, h, w_hh_t)  # (n, B, 4H): i, f, g, o
+        gates = _baddbmm(x_proj + b_hh, h, w_hh_t)  # (n, B, 4H): i, f, g, o
         i, f = torch.sigmoid(gates[..., :H]), torch.sigmoid(gates[..., H : 2 * H])
         g, o = torch.tanh(gates[..., 2 * H : 3 * H]), torch.sigmoid(gates[..., 3 * H :])
         c = f * c + i * g  # (n, B, H)
@@ -176,17 +248,29 @@ class BatchedRecurrent(nn.Module):
         """Outputs of states: (n, B, S) -> (n, B, O)."""
         w = self.tensor("readout_layer.weight").transpose(1, 2).contiguous()  # (n, H, O)
         b = self.tensor("readout_layer.bias").unsqueeze(1)  # (n, 1, O)
-        return torch.baddbmm(b, state[..., : self.hidden_size], w)  # (n, B, O)
+        return _baddbmm(b.expand(-1, state.shape[1], -1), state[..., : self.hidden_size], w)  # (n, B, O)
 
     def run(self, symbols: torch.Tensor, every_position: bool = True) -> torch.Tensor:
         """Outputs after every symbol (n, B, T, O), or after the last one only (n, B, O).
 
-        Only the current state is kept between steps (plus what autograd needs), so evaluation
-        on strings of length 10,000 costs memory for one step, not for the whole string.
+        Under autograd, Elman runs as one node with hand-written backpropagation through time
+        (:class:`_ElmanThroughTime`). Otherwise only the current state is kept between steps, so
+        evaluation on strings of length 10,000 costs memory for one step, not the whole string.
         """
         n, B, T = symbols.shape
         w_hh_t, b_hh = self._recurrent_weights()
         G = w_hh_t.shape[-1]
+        if self.arch == "elman" and torch.is_grad_enabled() and n * B * T * G <= _PRECOMPUTE_BUDGET:
+            # one-hot rows times W_ih^T: one small matmul (a gather's backward is a slower scatter-add)
+            onehot = F.one_hot(symbols.permute(0, 2, 1).reshape(n, T * B), self.n_symbols).to(w_hh_t.dtype)  # (n, T·B, A)
+            w_ih_t = self.tensor("cell.weight_ih_l0").transpose(1, 2)  # (n, A, H)
+            bias = (self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)  # (n, 1, H)
+            x_proj = _baddbmm(bias.expand(-1, T * B, -1), onehot, w_ih_t).view(n, T, B, G).transpose(0, 1)  # (T, n, B, H)
+            state = self.initial_state(B).contiguous()  # (n, B, H)
+            hs = _ElmanThroughTime.apply(x_proj, state, w_hh_t, self.nonlinearity == "relu")  # (T, n, B, H)
+            if every_position:
+                return self.readout(hs.permute(1, 2, 0, 3).reshape(n, B * T, G)).view(n, B, T, -1)  # (n, B, T, O)
+            return self.readout(hs[-1])  # (n, B, O)
         precompute = n * B * T * G <= _PRECOMPUTE_BUDGET
         x_proj = self._input_projection(symbols) if precompute else None  # (n, B, T, G)
         state = self.initial_state(B)  # (n, B, S)
@@ -320,26 +404,25 @@ def _seed_data(study: Study, seeds: Sequence[int], task, device: torch.device) -
 
 
 def _epoch_rows(train_set: TrainingSet, batch_size: int, seeds: Sequence[int], epoch: int, device) -> list[tuple[int, torch.Tensor]]:
-    """The epoch's steps as (length index, rows (n, B)): seed s's rows are its own epoch_batches."""
+    """The epoch's steps as (length index, rows (n, B)): seed s's rows are its own epoch_batches.
+
+    Every length's rows go to the device in one copy per epoch; the steps are views of it.
+    """
     per_seed = [train_set.epoch_batches(batch_size, s, epoch) for s in seeds]
-    steps = []
-    for k, (i, _) in enumerate(per_seed[0]):
-        rows = np.stack([batches[k][1] for batches in per_seed])  # (n, B)
-        steps.append((i, torch.as_tensor(rows, device=device)))
+    lengths = [i for i, _ in per_seed[0]]
+    on_device = {}
+    for i in dict.fromkeys(lengths):
+        rows = np.stack([np.concatenate([r for j, r in batches if j == i]) for batches in per_seed])  # (n, N_i)
+        on_device[i] = torch.as_tensor(rows, device=device)
+    steps, start = [], {i: 0 for i in on_device}
+    for k, i in enumerate(lengths):
+        size = len(per_seed[0][k][1])
+        steps.append((i, on_device[i][:, start[i] : start[i] + size]))  # (n, B)
+        start[i] += size
     return steps
 
 
 # --- optimizer state: stacked <-> per seed ---------------------------------------------------------
-def _seed_optimizer_state(opt: torch.optim.Optimizer, params: list[nn.Parameter], index: int) -> list[dict]:
-    """Seed ``index``'s optimizer state, per parameter (scalars such as Adam's step are shared)."""
-    out = []
-    for p in params:
-        state = opt.state.get(p, {})
-        out.append({k: (v[index] if torch.is_tensor(v) and v.dim() > 0 else v).detach().to("cpu").clone()
-                    for k, v in state.items() if torch.is_tensor(v)})
-    return out
-
-
 def _set_stacked_optimizer_state(opt: torch.optim.Optimizer, params: list[nn.Parameter], per_seed: list[list[dict]]) -> None:
     for j, p in enumerate(params):
         keys = per_seed[0][j].keys()
@@ -415,10 +498,13 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
     def save(step: int) -> list[dict]:
         long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
         records = evaluate_seeds(model, data, study, max_length=None if long_eval else _LONG)
+        # one device-to-host copy of every stacked tensor, then per-seed slices
+        weights = {name: model.tensor(name).detach().to("cpu") for name in model.param_names + model.buffer_names}
+        opt_state = [{key: v.detach().to("cpu") for key, v in opt.state.get(p, {}).items() if torch.is_tensor(v)} for p in params]
         for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
-            m.load_state_dict(model.seed_state_dict(k))
-            for p, state in zip(m.parameters(), _seed_optimizer_state(opt, params, k)):
-                o.state[p] = state
+            m.load_state_dict({name: w[k] for name, w in weights.items()})
+            for p, state in zip(m.parameters(), opt_state):
+                o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
             _checkpoint(run, step, step / spe, m, o, st, task)
             run.append_metrics({"step": step, "epoch": step / spe, **records[k]})
         return records

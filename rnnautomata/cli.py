@@ -17,7 +17,8 @@ from rnnautomata.errors import ConfigError, RnnAutomataError
 
 __all__ = ["main", "build_parser"]
 
-STUDY_KINDS = ("automata", "icl")
+STUDY_KINDS = ("automata", "icl", "grokking")
+_ICL_KINDS = ("icl", "grokking")  # handled by rnnautomata.icl.study
 
 
 def _kind_of(raw: dict, path: str) -> str:
@@ -40,7 +41,7 @@ def cmd_run(args) -> int:
     raw.setdefault("name", Path(args.study).stem)
     out = Path(args.out) if args.out else Path("runs") / str(raw["name"])
     progress = not args.quiet
-    if _kind_of(raw, args.study) == "icl":
+    if _kind_of(raw, args.study) in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
 
         study = icl_study.load_study(raw)
@@ -126,7 +127,7 @@ def cmd_extract(args) -> int:
 
 def cmd_track(args) -> int:
     run = Path(args.run)
-    if _run_kind(run) == "icl":
+    if _run_kind(run) in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
 
         print(json.dumps(icl_study.track_run(run), indent=1, default=str))

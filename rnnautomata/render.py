@@ -181,18 +181,19 @@ def _title_label(title: str | None, machine: Machine, legend: bool) -> str | Non
     rows = []
     if title:
         lines = "<br/>".join(html.escape(line) for line in title.split("\n"))
-        rows.append(f'<tr><td colspan="{2 * len(machine.outputs) + 1}">{lines}</td></tr>')
+        rows.append(f"<tr><td>{lines}</td></tr>")
     if legend:
         used = set(machine.output_of_state.tolist())
         cells = ['<td><font point-size="10">output:</font></td>']
         for i, label in enumerate(machine.outputs):
             if i in used:
-                cells.append(f'<td bgcolor="{_colour(i)}" width="10" height="10" border="1"></td>'
+                cells.append(f'<td bgcolor="{_colour(i)}" width="10" height="10" fixedsize="true" border="1"></td>'
                              f'<td align="left"><font point-size="10">{html.escape(label)}</font></td>')
         if -1 in used:
-            cells.append(f'<td bgcolor="{_UNKNOWN_COLOUR}" width="10" height="10" border="1"></td>'
+            cells.append(f'<td bgcolor="{_UNKNOWN_COLOUR}" width="10" height="10" fixedsize="true" border="1"></td>'
                          '<td align="left"><font point-size="10">unknown</font></td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        rows.append('<tr><td><table border="0" cellborder="0" cellspacing="2"><tr>'
+                    + "".join(cells) + "</tr></table></td></tr>")
     if not rows:
         return None
     return '<<table border="0" cellborder="0" cellspacing="2">' + "".join(rows) + "</table>>"
@@ -279,7 +280,7 @@ def _styled_dot(shown: Machine, positions: Mapping[int, tuple[float, float]] | N
     lines = [f"digraph {_q(name)} {{"]
     graph_attrs = ['fontname="Helvetica"', "labelloc=t", 'bgcolor="white"', "outputorder=edgesfirst"]
     if positions is not None:
-        graph_attrs += ["layout=neato", "overlap=true", "splines=" + ("true" if shown.n_states <= 120 else "line")]
+        graph_attrs += ["layout=neato", "overlap=true", "splines=" + ("true" if shown.n_states <= 30 else "curved")]  # true is slow
     else:
         graph_attrs += ["rankdir=LR", "nodesep=0.15" if tree else "nodesep=0.3",
                         "ranksep=0.5" if tree else "ranksep=0.45"]
@@ -551,8 +552,8 @@ def draw_merge_snapshots(
 ) -> list[Path]:
     """Drawings of the machine at a few checkpoints through the merge, with pinned positions.
 
-    Writes ``snapshot_step_XXXXXX.<fmt>`` per step and ``merge_snapshots.png/.svg`` (all of them in
-    one row) into ``out_dir`` (default ``RUN/figures``).
+    Writes ``snapshot_step_XXXXXX.<fmt>`` per step and ``merge_snapshots.png/.svg`` (all of them in a
+    grid) into ``out_dir`` (default ``RUN/figures``).
 
     Parameters
     ----------
@@ -598,20 +599,20 @@ def _machine_title(step: int, machine: Machine, entry: Mapping[str, Any] | None)
 
 
 def _image_row(pngs: Sequence[Path], stem: Path) -> list[Path]:
-    """Place PNG drawings side by side in one matplotlib figure (PNG and SVG)."""
+    """Place PNG drawings in a grid (three per row) in one matplotlib figure (PNG and SVG)."""
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
     images = [imread(p) for p in pngs]
-    heights = [im.shape[0] for im in images]
-    widths = [im.shape[1] * 300 / max(heights) for im in images]
-    fig = Figure(figsize=(min(24, 2 + sum(widths) / 100), 3.6), dpi=100)
-    axes = fig.subplots(1, len(images), gridspec_kw={"width_ratios": [max(w, 1) for w in widths]})
-    axes = np.atleast_1d(axes)
-    for ax, im in zip(axes, images):
-        ax.imshow(im)
+    n_cols = min(3, len(images))
+    n_rows = -(-len(images) // n_cols)
+    fig = Figure(figsize=(5.5 * n_cols, 5.0 * n_rows), dpi=100)
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
+    for ax in axes:
         ax.set_axis_off()
-    fig.tight_layout()
+    for ax, im in zip(axes, images):
+        ax.imshow(im, interpolation="antialiased")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.01, wspace=0.03, hspace=0.03)
     paths = []
     for fmt in ("png", "svg"):
         path = stem.with_suffix("." + fmt)
@@ -644,6 +645,20 @@ def _shade_phases(axes, phases: Sequence[Mapping[str, Any]], label_ax=None) -> N
             label_ax.text((phase["start_step"] + phase["end_step"]) / 2, 1.01, phase["name"],
                           transform=label_ax.get_xaxis_transform(), ha="center", va="bottom",
                           fontsize=8, color="#444444")
+
+
+def _plain_log_axis(ax) -> None:
+    """Label a log y axis with plain numbers (0.25, 2, 100) instead of powers of ten; minor
+    ticks at 2, 3 and 5 times a power of ten are labelled when the axis spans under 1.5 decades."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def minor(value: float, _) -> str:
+        mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+        return f"{value:g}" if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
+
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor) if high / max(low, 1e-300) < 30 else NullFormatter())
 
 
 def _save(fig, path_stem: str | Path, formats: Sequence[str]) -> list[Path]:
@@ -730,14 +745,14 @@ def plot_timeline(
     ff = dynamics.get("finite_from_step")
     for ax in axes:
         if ff is not None:
-            ax.axvline(ff, color="#2ca02c", ls="--", lw=1.2)
+            ax.axvline(ff, color="#2ca02c", ls="--", lw=1.2,
+                       label=f"finite from step {ff:,}" if ax is ax_states else None)
         ax.grid(alpha=0.25, lw=0.5)
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    if ff is not None:
-        ax_states.annotate(f"finite from step {ff:,}", xy=(ff, 1), xycoords=("data", "axes fraction"),
-                           xytext=(4, -12), textcoords="offset points", fontsize=8, color="#2ca02c")
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
     axes[-1].set_xlabel("training step")
     axes[-1].set_xscale(xscale)
+    for ax in (ax_loss, ax_states):
+        _plain_log_axis(ax)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.92 if title else 0.95, bottom=0.08)
@@ -813,11 +828,13 @@ def plot_timeline_seeds(
                        label=f"finite from (median; {len(finite)}/{len(runs)} runs)" if ax is ax_states else None)
         ax.set_yscale("log")
         ax.grid(alpha=0.25, lw=0.5)
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
     ax_loss.set_ylabel("loss")
     ax_states.set_ylabel("number of states")
     ax_states.set_xlabel("training step")
     ax_states.set_xscale(xscale)
+    for ax in (ax_loss, ax_states):
+        _plain_log_axis(ax)
     fig.suptitle(title or f"{len(runs)} seeds: median and interquartile range", fontsize=11)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.92, bottom=0.09)
     return _save(fig, path_stem, formats)

@@ -67,7 +67,13 @@ def test_malformed_toml_is_one_line(tmp_path):
 def test_shipped_studies_validate():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parents[1].glob("tasks/*.toml")):
+    from rnnautomata.icl import study as icl_study
+
+    paths = sorted(Path(__file__).parents[1].glob("tasks/*.toml"))
+    assert paths
+    for path in paths:
         raw = tomllib.loads(path.read_text())
         if raw.get("kind", "automata") == "automata":
             load_study(path)
+        else:
+            icl_study.load_study(raw)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,6 +17,15 @@ from rnnautomata.icl.config import study_to_toml
 from rnnautomata.icl.study import load_study, run_study, track_run
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tensors here are tiny, so intra-op threads only add overhead (6x on a busy 2-core box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny_icl(**sections) -> dict:
@@ -53,7 +63,8 @@ def test_run_writes_the_run_directory_and_is_deterministic(tmp_path):
     summary = run_study(study, tmp_path / "a", "cpu", progress=False)
     run_study(study, tmp_path / "b", "cpu", progress=False)
     a = tmp_path / "a"
-    for f in ("study.toml", "manifest.json", "metrics.jsonl", "theory.json", "figures/loss.png", "figures/modes.svg",
+    for f in ("study.toml", "manifest.json", "metrics.jsonl", "theory.json", "measures.json", "figures/loss.png",
+              "figures/modes.svg", "figures/measures.png",
               "checkpoints/step_000000.safetensors", "checkpoints/step_000060.safetensors"):
         assert (a / f).is_file(), f
     assert json.loads((a / "manifest.json").read_text())["status"] == "complete"
@@ -62,6 +73,14 @@ def test_run_writes_the_run_directory_and_is_deterministic(tmp_path):
     measures = track_run(a)
     assert len(measures["steps"]) == 4 and (a / "measures.json").is_file()
     assert "effective_gamma" in measures["spectral"]
+
+
+def test_separate_run_writes_the_plateau_table(tmp_path):
+    raw = tiny_icl(model={"parametrization": "separate", "n_heads": 3, "init_scale": 0.05},
+                   data={"spectrum": [3.0, 1.0]}, train={"epochs": 150, "lr": 0.05, "checkpoint_every": 50})
+    summary = run_study(load_study(raw), tmp_path, "cpu", progress=False)
+    assert [r["k"] for r in summary["plateaus"]] == list(range(len(summary["plateaus"])))
+    assert (tmp_path / "plateaus.md").read_text().startswith("| k | step |")
 
 
 def test_nan_loss_stops_with_training_error_and_keeps_checkpoints(tmp_path):

@@ -16,6 +16,15 @@ from rnnautomata.icl import theory
 from rnnautomata.models.linear_attention import LinearAttention, SimplifiedLinearTransformer, token_moments
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tensors here are tiny, so intra-op threads only add overhead (6x on a busy 2-core box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _gd(model, batch, lr, steps, record_every):
     zz, zq = token_moments(batch.tokens), batch.tokens[:, -1, :]
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -49,12 +58,13 @@ def test_optimum_and_plateaus_are_consistent():
         assert theory.icl_loss(theory.optimal_gamma(cov, 31, k=k), cov, 31) == pytest.approx(plate[k], abs=1e-12)
     assert np.all(np.diff(plate) < 0)
     g = theory.optimal_gamma(cov, 31)
+    rng = np.random.default_rng(2)
     for _ in range(5):  # the optimum: any perturbation raises the (convex) loss
-        d = np.random.default_rng(2).standard_normal((4, 4)) * 1e-3
+        d = rng.standard_normal((4, 4)) * 1e-3
         assert theory.icl_loss(g + d, cov, 31) > plate[-1]
 
 
-def _aligned_merged(x_dim, n_heads, lam_scale, v0):
+def _aligned_merged(x_dim, n_heads, v0):
     model = LinearAttention(x_dim, n_heads, "merged", init_scale=0.0)
     with torch.no_grad():
         for h, v in enumerate(v0):  # balanced (|W_h|_F = |v_h|) and aligned with Γ* ∝ I
@@ -66,7 +76,7 @@ def _aligned_merged(x_dim, n_heads, lam_scale, v0):
 def test_merged_closed_form_matches_population_flow_white():
     d, n, lam, lr, steps = 3, 8, 1 / 3, 0.01, 600
     v0 = [2e-3, 1e-3, 3e-3]
-    model = _aligned_merged(d, 3, lam, v0)
+    model = _aligned_merged(d, 3, v0)
     pop = theory.population_descent(model, lam * np.eye(d), n, lr, steps, record_every=20, flow=True)
     _, loss = theory.merged_white_solution(pop.times, lam, d, n, mu0=float(np.sum(np.square(v0))))
     assert np.max(np.abs(pop.loss - loss)) < 1e-5     # same ODE; limited by solve_ivp's rtol
@@ -74,7 +84,7 @@ def test_merged_closed_form_matches_population_flow_white():
 
 def test_merged_simulation_matches_theory_drop_and_final_loss():
     rng = np.random.default_rng(0)
-    d, n, lr, steps = 3, 8, 0.02, 400
+    d, n, lr, steps = 3, 8, 0.02, 300
     cov = make_covariance(d, "linear", rng)
     batch = InContextRegression(cov, n).sample(3000, rng, whiten_tasks=True)
     model = LinearAttention(d, 4, "merged", init_scale=1e-4, generator=torch.Generator().manual_seed(0))

@@ -25,16 +25,18 @@ class MachineNetwork(torch.nn.Module):
         self.machine = machine
         self.n_symbols, self.n_outputs = machine.n_symbols, len(machine.outputs)
         self.hidden_size = self.state_size = machine.n_states
+        self.transitions = torch.tensor(np.array(machine.transitions))  # (N, K)
+        self.output_of_state = torch.tensor(np.array(machine.output_of_state))  # (N,)
 
     def initial_state(self, batch_size):
         return torch.nn.functional.one_hot(torch.full((batch_size,), self.machine.start), self.state_size).float()
 
     def step(self, state, symbols):
-        nxt = torch.as_tensor(self.machine.transitions)[state.argmax(-1), symbols]  # (B,)
+        nxt = self.transitions[state.argmax(-1), symbols]  # (B,)
         return torch.nn.functional.one_hot(nxt, self.state_size).float()
 
     def readout(self, state):
-        out = torch.as_tensor(self.machine.output_of_state)[state.argmax(-1)]
+        out = self.output_of_state[state.argmax(-1)]
         return torch.nn.functional.one_hot(out, self.n_outputs).float()
 
 

@@ -73,7 +73,7 @@ class ICLStudy:
 @dataclass(frozen=True)
 class GrokData:
     modulus: int = 59                   # p: learn (a + b) mod p
-    train_fraction: float = 0.4         # share of the p² pairs used for training
+    train_fraction: float = 0.35        # share of the p² pairs used for training
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,11 @@ class GrokModel:
 
 @dataclass(frozen=True)
 class GrokTrain:
-    lr: float = 1e-3                    # AdamW learning rate (full batch)
+    lr: float = 1e-2                    # AdamW learning rate (full batch)
     weight_decay: float = 1.0           # AdamW weight decay (drives grokking)
-    epochs: int = 3000                  # full-batch steps
+    epochs: int = 2000                  # full-batch steps
     eval_every: int = 10                # steps between metric records
-    checkpoint_every: int = 50          # steps between checkpoints
+    checkpoint_every: int = 25          # steps between checkpoints
     seed: int = 0                       # seeds the split and the init
 
 

@@ -63,8 +63,11 @@ def modes_figure(steps, kappa, theory_steps, theory_kappa, gamma_star, eigvals, 
 
 def algorithm_figure(steps, distances: Mapping[str, np.ndarray], title: str):
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, d in distances.items():
-        ax.semilogy(steps, d, label=name, lw=1.5 if name.startswith("pcr") else 1,
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, d) in enumerate(distances.items()):
+        k = name.rsplit("_", 1)[-1]
+        color = colors[int(k) % len(colors)] if k.isdigit() else colors[i % len(colors)]
+        ax.semilogy(steps, d, label=name, color=color, lw=1.5 if name.startswith("pcr") else 1,
                     ls="-" if name.startswith("pcr") else "--")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean (ŷ_model − ŷ_alg)² / mean y²")

@@ -95,6 +95,7 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
         "test_jump_step": jump_step(steps, np.array([r["test/acc"] for r in records])),
     }
     atomic_write_json(run.root / "summary.json", summary)
+    track_grokking(study, run)   # measures.json and figures/measures.*
     return summary
 
 

@@ -11,9 +11,7 @@ and figures/ (loss with theory overlaid, modes, algorithms, spectral rank and su
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from rnnautomata.data.icl import ICLBatch, InContextRegression, make_covariance
+from rnnautomata.data.icl import InContextRegression, make_covariance
 from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
 from rnnautomata.icl import algorithms, figures, measures, theory
 from rnnautomata.icl.config import GrokkingStudy, ICLStudy, study_from_dict, study_to_toml
@@ -171,9 +169,22 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
     run.rewrite_metrics(records)
     summary = _icl_theory_summary(setup, records, pop)
     atomic_write_json(run.root / "theory.json", summary)
+    if "plateaus" in summary:
+        atomic_write_text(run.root / "plateaus.md", _plateau_table(summary))
     _icl_figures(setup, records, pop, summary, run)
     run.write_manifest(status="complete", steps=saved)
+    _track_icl(study, run)   # measures.json and figures/measures.* (spectral rank, subspace stability)
     return summary
+
+
+def _plateau_table(summary: dict) -> str:
+    """theory.json's plateaus as a Markdown table."""
+    lines = ["| k | step | train loss | theory L_k | PCR-k loss | closest PCR | dist. PCR-k | dist. attention-PCR-k |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary["plateaus"]:
+        lines.append(f"| {r['k']} | {r['step']} | {r['train_loss']:.4f} | {r['theory_L_k']:.4f} | {r['pcr_k_loss']:.4f} "
+                     f"| {r['closest_pcr']} | {r['distance_to_pcr_k']:.4f} | {r['distance_to_attention_pcr_k']:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _half_way_step(steps: np.ndarray, curve: np.ndarray, start: float, end: float) -> int | None:
@@ -229,7 +240,7 @@ def _icl_theory_summary(setup: ICLSetup, records: list[dict], pop: theory.Popula
         out["modes_in_order_of_decreasing_eigenvalue"] = bool(
             all(s is not None for s in mode_steps) and all(np.diff(mode_steps) > 0))
         # plateau k lives between learning mode k and mode k+1: take its flattest point
-        bounds = [0] + [s for s in mode_steps if s is not None] + [int(steps[-1])]
+        bounds = [0] + sorted(s for s in mode_steps if s is not None) + [int(steps[-1])]
         plateau_rows = []
         for k in range(len(bounds) - 1):
             sel = np.nonzero((steps >= bounds[k]) & (steps <= bounds[k + 1]))[0]

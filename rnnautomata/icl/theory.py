@@ -252,7 +252,7 @@ def population_descent(
     The model itself is not modified. Works for LinearAttention and SimplifiedLinearTransformer.
     """
     m = moments(covariance, n_context, noise_std)
-    params = [p.detach().to(torch.float64).clone().requires_grad_(True) for p in model.parameters()]
+    params = [p.detach().to("cpu", torch.float64).clone().requires_grad_(True) for p in model.parameters()]
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]

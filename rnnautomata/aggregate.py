@@ -1,0 +1,206 @@
+"""Across seeds: how the state count, finiteness and loss of many seed runs spread over training.
+
+:func:`aggregate_seeds` takes the folder written by :func:`rnnautomata.batched.train_seeds`
+(``manifest.json`` of kind ``"seeds"`` and one ordinary run per seed), runs
+:func:`rnnautomata.dynamics.track` on every seed that has no up-to-date ``dynamics.json`` yet, and
+writes ``aggregate.json`` (format ``rnnautomata.aggregate/1``)::
+
+    {"format": "rnnautomata.aggregate/1", "name": "...", "seeds": [0, 1, ...],
+     "checkpoints": [{"step": 0, "epoch": 0.0, "n_seeds": 8,
+                      "n_states": {"median": 9.0, "q25": 7.0, "q75": 11.0},
+                      "n_states_min": {...}, "val_loss": {...}, "train_loss": {...},
+                      "fraction_finite": 1.0}, ...],
+     "finite_from_step": {"per_seed": [11340, null, ...], "median": 11340.0, "n_never": 1},
+     "final": {"step": 21000, "per_seed": [{"seed": 0, "n_states": 27, "n_states_min": 2,
+               "finite": true, "equivalent_to_truth": true, "acc_by_length": {"100": 1.0}}, ...]}}
+
+Medians and quartiles are numpy's (linear interpolation) over the seeds that have the checkpoint;
+``finite_from_step.median`` is over the seeds that became finite, ``n_never`` counts the others.
+The figure ``figures/seeds_timeline.png`` / ``.svg`` shows the median and the 25-75 % band of the
+state counts and of the losses against the training step (drawn by
+``rnnautomata.render.plot_timeline_seeds``; :func:`draw_seeds_timeline` without it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rnnautomata.dynamics import DYNAMICS_FORMAT, track
+from rnnautomata.errors import CheckpointError
+from rnnautomata.runs import RunDir, atomic_write_json
+
+__all__ = ["AGGREGATE_FORMAT", "aggregate_seeds", "spread", "draw_seeds_timeline"]
+
+AGGREGATE_FORMAT = "rnnautomata.aggregate/1"
+
+
+def spread(values) -> dict | None:
+    """Median and quartiles of the finite numbers in ``values`` (None entries skipped).
+
+    Examples
+    --------
+    >>> spread([1, 2, 3, 4, None])
+    {'median': 2.5, 'q25': 1.75, 'q75': 3.25, 'n': 4}
+    """
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    q25, median, q75 = np.percentile(x, [25, 50, 75])
+    return {"median": float(median), "q25": float(q25), "q75": float(q75), "n": int(x.size)}
+
+
+def _dynamics_of(run: RunDir, progress: bool) -> dict:
+    """The run's dynamics.json if it covers every checkpoint on disk, else a fresh track()."""
+    steps = run.steps()
+    if run.dynamics_path.is_file():
+        try:
+            dyn = json.loads(run.dynamics_path.read_text())
+        except json.JSONDecodeError:
+            dyn = None
+        if dyn and dyn.get("format") == DYNAMICS_FORMAT and [c["step"] for c in dyn.get("checkpoints", [])] == steps:
+            return dyn
+    return track(run.root, progress=progress)
+
+
+def aggregate_seeds(out_dir: str | Path, progress: bool = True) -> dict:
+    """Track every seed run of a multi-seed folder and summarise the spread across seeds.
+
+    Parameters
+    ----------
+    out_dir : a folder written by :func:`rnnautomata.batched.train_seeds`.
+    progress : show progress bars while tracking.
+
+    Returns
+    -------
+    The aggregate dict, also written to ``out_dir/aggregate.json``; the figure goes to
+    ``out_dir/figures/seeds_timeline.png`` and ``.svg``.
+
+    Raises
+    ------
+    CheckpointError if ``out_dir`` is not a multi-seed folder or a seed run has no checkpoints.
+    """
+    top = RunDir(Path(out_dir))
+    manifest = top.read_manifest()
+    if manifest.get("kind") != "seeds":
+        raise CheckpointError(
+            f"{top.root} is a {manifest.get('kind')!r} run, not a multi-seed folder; use `rnnautomata track` on it"
+        )
+    seeds = list(manifest["seeds"])
+    runs = [RunDir(top.root / d) for d in manifest["seed_dirs"]]
+    dyns = []
+    for seed, run in zip(seeds, runs):
+        if not run.steps():
+            raise CheckpointError(f"{run.root} (seed {seed}) has no checkpoints; rerun `rnnautomata run` to train it")
+        dyns.append(_dynamics_of(run, progress))
+
+    by_step: dict[int, list[dict]] = {}
+    for dyn in dyns:
+        for c in dyn["checkpoints"]:
+            by_step.setdefault(c["step"], []).append(c)
+    checkpoints = []
+    for step in sorted(by_step):
+        cs = by_step[step]
+        checkpoints.append({
+            "step": step,
+            "epoch": cs[0]["epoch"],
+            "n_seeds": len(cs),
+            "n_states": spread([c["n_states"] for c in cs]),
+            "n_states_min": spread([c["n_states_min"] for c in cs]),
+            "train_loss": spread([c.get("train_loss") for c in cs]),
+            "val_loss": spread([c.get("val_loss") for c in cs]),
+            "fraction_finite": float(np.mean([bool(c["finite"]) for c in cs])),
+        })
+    finite_from = [d["finite_from_step"] for d in dyns]
+    became = [f for f in finite_from if f is not None]
+    final = []
+    for seed, dyn in zip(seeds, dyns):
+        last = dyn["checkpoints"][-1]
+        final.append({
+            "seed": seed,
+            "step": last["step"],
+            "n_states": last["n_states"],
+            "n_states_min": last["n_states_min"],
+            "finite": last["finite"],
+            "equivalent_to_truth": dyn["final"].get("equivalent_to_truth"),
+            "acc_by_length": last.get("acc_by_length", {}),
+        })
+    agg = {
+        "format": AGGREGATE_FORMAT,
+        "name": manifest.get("name"),
+        "seeds": seeds,
+        "seed_dirs": [r.root.name for r in runs],
+        "checkpoints": checkpoints,
+        "finite_from_step": {
+            "per_seed": finite_from,
+            "median": float(np.median(became)) if became else None,
+            "n_never": len(finite_from) - len(became),
+        },
+        "final": {"step": max(f["step"] for f in final), "per_seed": final},
+    }
+    atomic_write_json(top.root / "aggregate.json", agg)
+    stem = top.figures_dir / "seeds_timeline"
+    try:
+        from rnnautomata.render import plot_timeline_seeds  # the package's multi-seed timeline
+    except ImportError:
+        plot_timeline_seeds = None
+    if plot_timeline_seeds is not None:
+        plot_timeline_seeds(dyns, stem, title=f"{agg['name'] or 'study'}: {len(seeds)} seeds, median and interquartile range")
+    else:
+        draw_seeds_timeline(agg, stem)
+    return agg
+
+
+def draw_seeds_timeline(agg: dict, path_stem: str | Path) -> list[Path]:
+    """Median and interquartile band of states and of validation loss against step.
+
+    :func:`aggregate_seeds` uses ``rnnautomata.render.plot_timeline_seeds`` (from the seeds'
+    dynamics) when the render module is installed; this is the stand-alone drawing from the
+    aggregate dict alone. Returns the written files (``.png`` and ``.svg``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path_stem = Path(path_stem)
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    cps = agg["checkpoints"]
+    steps = np.array([c["step"] for c in cps], dtype=float)
+    fig, (ax_s, ax_l) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, constrained_layout=True)
+
+    def band(ax, key, label, color):
+        rows = [(s, c[key]) for s, c in zip(steps, cps) if c[key] is not None]
+        if not rows:
+            return
+        x = np.array([s for s, _ in rows])
+        med = np.array([r["median"] for _, r in rows])
+        ax.fill_between(x, [r["q25"] for _, r in rows], [r["q75"] for _, r in rows], color=color, alpha=0.25, lw=0)
+        ax.plot(x, med, color=color, lw=1.5, label=f"{label} (median, 25–75 %)")
+
+    band(ax_s, "n_states", "merged states", "tab:blue")
+    band(ax_s, "n_states_min", "minimal states", "tab:orange")
+    ax_s.set_yscale("log")
+    ax_s.set_ylabel("states")
+    ff = agg["finite_from_step"]
+    if ff["median"] is not None:
+        ax_s.axvline(ff["median"], color="k", ls="--", lw=1, label=f"median first finite step ({ff['median']:.0f})")
+    n = len(agg["seeds"])
+    ax_s.set_title(f"{agg.get('name') or 'study'}: {n} seeds, {n - ff['n_never']} became finite")
+    ax_s.legend(fontsize=8, loc="best")
+    band(ax_l, "val_loss", "validation loss", "tab:green")
+    band(ax_l, "train_loss", "training loss", "tab:gray")
+    ax_l.set_yscale("log")
+    ax_l.set_ylabel("loss")
+    ax_l.set_xlabel("step")
+    ax_l.legend(fontsize=8, loc="best")
+    written = []
+    for ext in ("png", "svg"):
+        out = path_stem.with_suffix(f".{ext}")
+        fig.savefig(out, dpi=120)
+        written.append(out)
+    plt.close(fig)
+    return written

@@ -1,0 +1,407 @@
+"""One self-contained HTML report of a run: ``RUN/report.html``.
+
+Everything is inline (SVG, PNG as base64, CSS, JavaScript): the file opens with no network access
+and can be mailed or attached as a CI artefact. Sections:
+
+1. summary and the study settings (the study.toml text);
+2. the merge timeline (losses, merged and minimised states, accuracy on long strings, phases);
+3. a slider over the checkpoints showing the machine at each, with states pinned in place so they
+   visibly merge (machines larger than ``max_states`` are drawn minimised; identical drawings are
+   stored once, and all drawings travel gzip-compressed, unpacked by the browser's
+   ``DecompressionStream``);
+4. the final machine (minimised, and as extracted when small enough) and the merge history;
+5. the fidelity and generalisation table: per checkpoint, states, finiteness, losses and the
+   network's accuracy by string length.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnautomata import __version__
+from rnnautomata.automata import Machine, MachineError
+from rnnautomata.render import (
+    _choose_drawn,
+    _clean_svg,
+    _read_dynamics,
+    _run,
+    _styled_dot,
+    dot_to_svgs,
+    machine_dot,
+    plot_timeline,
+    stable_positions,
+)
+from rnnautomata.runs import atomic_write_text
+
+__all__ = ["REPORT_MAX_STATES", "write_report"]
+
+#: Machines with more states than this are shown minimised in the report's slider.
+REPORT_MAX_STATES = 80
+
+
+def _phase_of(step: int, phases: Sequence[Mapping[str, Any]]) -> str:
+    name = ""
+    for phase in phases:  # phases share boundary steps; the later phase wins
+        if phase["start_step"] <= step <= phase["end_step"]:
+            name = phase["name"]
+    return name
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def _checkpoint_drawings(run, checkpoints: Sequence[Mapping[str, Any]], max_states: int,
+                         progress: bool) -> tuple[list[str], list[int], list[str]]:
+    """HTML fragments of the distinct drawings, each checkpoint's drawing index (-1: none), and a
+    note per checkpoint (e.g. that the drawing is minimised)."""
+    machines: list[Machine | None] = []
+    for ck in checkpoints:
+        path = run.automaton_path(int(ck["step"]))
+        try:
+            machines.append(Machine.load(path) if path.is_file() else None)
+        except MachineError:
+            machines.append(None)
+    chosen = [None if m is None else _choose_drawn(m, max_states) for m in machines]
+    drawn = [c[0] for c in chosen if c is not None]
+    positions = iter(stable_positions(drawn)) if drawn else iter(())
+    dots: list[str] = []
+    index_of: dict[str, int] = {}
+    which, notes = [], []
+    for choice in chosen:
+        if choice is None:
+            which.append(-1)
+            notes.append("no extracted machine at this checkpoint")
+            continue
+        shown, note, compact = choice
+        dot = _styled_dot(shown, next(positions), "", compact)
+        if dot not in index_of:
+            index_of[dot] = len(dots)
+            dots.append(dot)
+        which.append(index_of[dot])
+        notes.append(note or "")
+    svgs = dot_to_svgs(dots, progress=progress)
+    fragments = [svg if svg is not None else f'<pre class="dot">{html.escape(dot)}</pre>'
+                 for svg, dot in zip(svgs, dots)]
+    return fragments, which, notes
+
+
+def _figure_svg(dynamics: Mapping[str, Any], title: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        (path,) = plot_timeline(dynamics, Path(tmp) / "timeline", formats=("svg",), title=title)
+        svg = path.read_text(encoding="utf-8")
+    svg = _clean_svg(svg)
+    # matplotlib writes width/height in pt; let CSS size it
+    return svg
+
+
+def _history_png(dynamics: Mapping[str, Any]) -> str | None:
+    from rnnautomata.history import draw_merge_history, merge_history_graph
+
+    try:
+        graph = merge_history_graph(dynamics)
+    except ValueError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        (path,) = draw_merge_history(graph, Path(tmp) / "history", formats=("png",))
+        data = path.read_bytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _final_machine_html(run, last_step: int, max_states: int) -> str:
+    path = run.automaton_path(last_step)
+    if not path.is_file():
+        return "<p>No extracted machine at the last checkpoint.</p>"
+    machine = Machine.load(path)
+    minimal = machine.minimize()
+    dots = [machine_dot(minimal, max_states=max_states,
+                        title=f"minimised: {minimal.n_states} states")]
+    if machine.n_states <= max_states and machine.n_states != minimal.n_states:
+        dots.append(machine_dot(machine, max_states=max_states,
+                                title=f"as extracted: {machine.n_states} states"))
+    parts = []
+    for svg, dot in zip(dot_to_svgs(dots), dots):
+        parts.append(f'<div class="drawing">{svg}</div>' if svg is not None
+                     else f'<pre class="dot">{html.escape(dot)}</pre>')
+    return "".join(parts)
+
+
+def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[tuple[str, str]]:
+    ck = dyn["checkpoints"]
+    final = dyn.get("final") or {}
+    rows = [("status", _fmt(manifest.get("status"))), ("checkpoints", f"{len(ck)} (steps {ck[0]['step']:,}–{ck[-1]['step']:,})"),
+            ("merger, ε, probe depth", f"{_fmt(dyn.get('merger'))}, {_fmt(dyn.get('epsilon'))}, {_fmt(dyn.get('depth'))}"),
+            ("peak merged states", _fmt(max(c["n_states"] for c in ck))),
+            ("finite from step", _fmt(dyn.get("finite_from_step")))]
+    lengths = sorted({k for c in ck for k in (c.get("acc_by_length") or {})}, key=int)
+    generalises = None
+    for i in range(len(ck) - 1, -1, -1):  # first step from which every measured accuracy is 1
+        acc = ck[i].get("acc_by_length") or {}
+        if not acc or any(v is not None and v < 1.0 for v in acc.values()):
+            break
+        generalises = ck[i]["step"]
+    if lengths:
+        rows.append((f"accuracy 100% at lengths {', '.join(lengths)} from step", _fmt(generalises)))
+    rows.append(("final machine", f"{_fmt(ck[-1]['n_states'])} merged states, {_fmt(ck[-1]['n_states_min'])} minimised, "
+                 f"{'finite' if ck[-1]['finite'] else 'not finite'}"))
+    if "equivalent_to_truth" in final:
+        witness = final.get("counterexample")
+        rows.append(("equivalent to the task's machine",
+                     _fmt(final["equivalent_to_truth"]) + (f" (truth: {_fmt(final.get('truth_states'))} states)")
+                     + ("" if witness is None else f"; shortest counterexample {html.escape(repr(witness))}")))
+    return rows
+
+
+def _table_html(dyn: Mapping[str, Any]) -> str:
+    ck = dyn["checkpoints"]
+    phases = dyn.get("phases") or []
+    lengths = sorted({k for c in ck for k in (c.get("acc_by_length") or {})}, key=int)
+    head = ["#", "step", "epoch", "phase", "merged states", "minimised", "finite", "merges",
+            "train loss", "val loss"] + [f"acc len {int(k):,}" for k in lengths]
+    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for i, c in enumerate(ck):
+        acc = c.get("acc_by_length") or {}
+        merges = sum(len(e["from"]) - 1 for e in (c.get("merged") or []))
+        cells = [str(i), f"{c['step']:,}", _fmt(c.get("epoch"), 4), _phase_of(c["step"], phases),
+                 _fmt(c["n_states"]), _fmt(c["n_states_min"]), _fmt(c["finite"]), _fmt(merges),
+                 _fmt(c.get("train_loss")), _fmt(c.get("val_loss"))] + [_fmt(acc.get(k)) for k in lengths]
+        cls = "finite" if c["finite"] else "open"
+        rows.append(f'<tr class="{cls}" data-index="{i}">' + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    return '<table id="ckpt-table">' + "".join(rows) + "</table>"
+
+
+def _phase_bar(dyn: Mapping[str, Any]) -> str:
+    """Coloured segments under the slider, one per phase, sized by number of checkpoints."""
+    ck = dyn["checkpoints"]
+    n = len(ck)
+    if n < 2:
+        return ""
+    steps = [c["step"] for c in ck]
+    colours = {"initial": "#bdbdbd", "tree": "#fdae6b", "merging": "#9ecae1", "finite": "#a1d99b"}
+    parts = []
+    for phase in dyn.get("phases") or []:
+        first = next((i for i, s in enumerate(steps) if s >= phase["start_step"]), n - 1)
+        last = max((i for i, s in enumerate(steps) if s <= phase["end_step"]), default=first)
+        left, width = 100 * first / n, 100 * (last - first + 1) / n  # one slot per checkpoint
+        parts.append(f'<span title="{html.escape(phase["name"])}" style="left:{left:.2f}%;width:{width:.2f}%;'
+                     f'background:{colours.get(phase["name"], "#eee")}">{html.escape(phase["name"])}</span>')
+    return '<div class="phasebar">' + "".join(parts) + "</div>"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1150px;margin:0 auto;padding:1rem 1.5rem 3rem}
+h1{font-size:1.5rem;margin:.6rem 0 .2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.sub{color:#666;margin:0 0 1rem}
+table.summary td{padding:.15rem .8rem .15rem 0;vertical-align:top} table.summary td:first-child{color:#555}
+pre{background:#f0f0f0;padding:.7rem;overflow:auto;font-size:.8rem;max-height:22rem}
+details summary{cursor:pointer;color:#345}
+.figure svg,.figure img{width:100%;height:auto;background:#fff}
+.viewer{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8rem}
+.controls{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap}
+.controls input[type=range]{flex:1;min-width:240px}
+.controls button{font-size:1rem;padding:.15rem .6rem}
+.phasebar{position:relative;height:1.1rem;margin:.3rem 0 .5rem;font-size:.7rem}
+.phasebar span{position:absolute;top:0;height:100%;overflow:hidden;text-align:center;color:#333;border-radius:2px}
+#ckpt-info{font-size:.9rem;margin:.4rem 0;min-height:2.6rem}
+#ckpt-info b{font-variant-numeric:tabular-nums}
+#ckpt-note{color:#a0522d;font-size:.85rem}
+#machine-view{height:62vh;display:flex;justify-content:center;align-items:center;overflow:auto;background:#fff}
+#machine-view svg{max-width:100%;max-height:100%;width:auto;height:auto}
+#machine-view.actual{display:block} #machine-view.actual svg{max-width:none;max-height:none}
+.drawing{display:inline-block;vertical-align:top;margin:0 1rem 1rem 0;max-width:100%}
+.drawing svg{max-width:100%;height:auto}
+#ckpt-table{border-collapse:collapse;font-size:.78rem;font-variant-numeric:tabular-nums;width:100%}
+#ckpt-table th,#ckpt-table td{padding:.12rem .45rem;text-align:right;border-bottom:1px solid #eee}
+#ckpt-table th{position:sticky;top:0;background:#f3f3f3}
+#ckpt-table tr.finite td:nth-child(7){color:#2a7a2a} #ckpt-table tr.open td:nth-child(7){color:#b03a2e}
+#ckpt-table tr.current td{background:#fff3c4} #ckpt-table tr[data-index]{cursor:pointer}
+.tablewrap{max-height:28rem;overflow:auto;border:1px solid #ddd}
+"""
+
+_JS = """
+(function () {
+  "use strict";
+  var meta = JSON.parse(document.getElementById("ckpt-data").textContent);
+  var slider = document.getElementById("ckpt-slider");
+  var view = document.getElementById("machine-view");
+  var info = document.getElementById("ckpt-info");
+  var note = document.getElementById("ckpt-note");
+  var rows = document.querySelectorAll("#ckpt-table tr[data-index]");
+  var drawings = null, timer = null;
+
+  function fmt(x) { return x === null || x === undefined ? "\\u2013" : (typeof x === "number" && !Number.isInteger(x) ? x.toPrecision(3) : String(x)); }
+
+  function show(i) {
+    var c = meta[i];
+    if (!c) { return; }
+    slider.value = i;
+    var acc = Object.keys(c.acc).map(function (k) { return "len " + k + ": " + fmt(c.acc[k]); }).join(", ");
+    info.innerHTML = "<b>step " + c.step.toLocaleString() + "</b> (checkpoint " + (i + 1) + " of " + meta.length +
+      ", epoch " + fmt(c.epoch) + ", " + (c.phase || "\\u2013") + ") \\u00b7 <b>" + c.n_states + "</b> merged states, <b>" +
+      c.n_states_min + "</b> minimised, " + (c.finite ? "finite" : "not finite") + " \\u00b7 " + c.merges +
+      " states merged since the previous checkpoint<br>train loss " + fmt(c.train_loss) + ", val loss " + fmt(c.val_loss) +
+      (acc ? " \\u00b7 accuracy " + acc : "");
+    note.textContent = c.note;
+    if (c.d < 0) { view.innerHTML = "<p>no drawing</p>"; }
+    else if (drawings) { view.innerHTML = drawings[c.d]; }
+    view.setAttribute("data-drawing", String(c.d));
+    view.setAttribute("data-step", String(c.step));
+    for (var r = 0; r < rows.length; r++) { rows[r].classList.toggle("current", r === i); }
+  }
+
+  function decode(b64) {
+    var bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (var k = 0; k < bin.length; k++) { bytes[k] = bin.charCodeAt(k); }
+    if (typeof DecompressionStream === "undefined") {
+      return Promise.reject(new Error("this browser cannot unpack the drawings (no DecompressionStream)"));
+    }
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(JSON.parse);
+  }
+
+  slider.addEventListener("input", function () { show(+slider.value); });
+  document.getElementById("prev").addEventListener("click", function () { show(Math.max(0, +slider.value - 1)); });
+  document.getElementById("next").addEventListener("click", function () { show(Math.min(meta.length - 1, +slider.value + 1)); });
+  document.getElementById("play").addEventListener("click", function (e) {
+    if (timer) { clearInterval(timer); timer = null; e.target.textContent = "\\u25b6 play"; return; }
+    if (+slider.value >= meta.length - 1) { show(0); }
+    e.target.textContent = "\\u275a\\u275a pause";
+    timer = setInterval(function () {
+      var i = +slider.value + 1;
+      if (i >= meta.length) { clearInterval(timer); timer = null; e.target.textContent = "\\u25b6 play"; return; }
+      show(i);
+    }, 350);
+  });
+  document.getElementById("zoom").addEventListener("click", function (e) {
+    var actual = view.classList.toggle("actual");
+    e.target.textContent = actual ? "fit" : "full size";
+  });
+  for (var r = 0; r < rows.length; r++) {
+    rows[r].addEventListener("click", function () {
+      show(+this.getAttribute("data-index"));
+      document.getElementById("slider-section").scrollIntoView({behavior: "smooth"});
+    });
+  }
+  show(+slider.value);
+  decode(document.getElementById("drawings-data").textContent.trim()).then(function (d) {
+    drawings = d; document.body.setAttribute("data-drawings-ready", "1"); show(+slider.value);
+  }).catch(function (err) {
+    view.textContent = "Drawings unavailable: " + err.message;
+    document.body.setAttribute("data-drawings-ready", "failed");
+  });
+})();
+"""
+
+
+def write_report(run_dir: str | Path, *, max_states: int = REPORT_MAX_STATES, progress: bool = True,
+                 out: str | Path | None = None) -> Path:
+    """Write the self-contained HTML report of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+        An automata run directory with dynamics.json and automata/ (``rnnautomata track``).
+    max_states : int
+        Checkpoint machines with more states are shown minimised in the slider.
+    progress : bool
+        A tqdm bar while drawing many checkpoints.
+    out : path, optional
+        Where to write (default ``RUN/report.html``).
+
+    Returns
+    -------
+    Path
+        The report file.
+
+    Raises
+    ------
+    CheckpointError
+        If the run directory or its dynamics.json is missing or not ours.
+    """
+    run = _run(run_dir)
+    manifest = run.read_manifest()
+    dyn = _read_dynamics(run.root)
+    ck = dyn["checkpoints"]
+    name = manifest.get("name") or run.root.name
+    study_text = run.study_path.read_text(encoding="utf-8") if run.study_path.is_file() else "(no study.toml)"
+
+    fragments, which, notes = _checkpoint_drawings(run, ck, max_states, progress)
+    packed = base64.b64encode(gzip.compress(json.dumps(fragments).encode("utf-8"), compresslevel=9, mtime=0))
+    phases = dyn.get("phases") or []
+    meta = [{"step": c["step"], "epoch": c.get("epoch"), "phase": _phase_of(c["step"], phases),
+             "n_states": c["n_states"], "n_states_min": c["n_states_min"], "finite": bool(c["finite"]),
+             "merges": sum(len(e["from"]) - 1 for e in (c.get("merged") or [])),
+             "train_loss": c.get("train_loss"), "val_loss": c.get("val_loss"),
+             "acc": c.get("acc_by_length") or {}, "d": d, "note": note}
+            for c, d, note in zip(ck, which, notes)]
+    meta_json = json.dumps(meta).replace("</", "<\\/")
+
+    timeline = _figure_svg(dyn, f"{name}: merge timeline")
+    history = _history_png(dyn)
+    final = _final_machine_html(run, ck[-1]["step"], max(max_states, 200))
+    summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in _summary_rows(manifest, dyn))
+
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(name)} · rnnautomata report</title>
+<link rel="icon" href="data:,">
+<style>{_CSS}</style></head>
+<body><main>
+<h1>{html.escape(name)}</h1>
+<p class="sub">rnnautomata {html.escape(__version__)} report · run written by version {_fmt(manifest.get('package_version'))} ·
+task {_fmt(dyn.get('task'))}</p>
+<table class="summary">{summary}</table>
+<details><summary>Study settings (study.toml)</summary><pre>{html.escape(study_text)}</pre></details>
+
+<h2>Timeline</h2>
+<div class="figure">{timeline}</div>
+
+<h2 id="slider-section">The machine at each checkpoint</h2>
+<div class="viewer">
+<div class="controls"><button id="prev" title="previous checkpoint">&#9664;</button>
+<input type="range" id="ckpt-slider" min="0" max="{len(ck) - 1}" value="0" step="1" aria-label="checkpoint">
+<button id="next" title="next checkpoint">&#9654;</button><button id="play">&#9654; play</button>
+<button id="zoom" title="toggle between fitting the drawing and its full size">full size</button></div>
+{_phase_bar(dyn)}
+<div id="ckpt-info"></div><div id="ckpt-note"></div>
+<div id="machine-view" data-drawing="-1"></div>
+<p class="sub">States stay where their shortest access string sits in one prefix tree laid out for all
+checkpoints, so merging states disappear into others instead of jumping. Colour = output; thick outline
+and arrow = start; dashed grey stubs = open transitions (never seen inside the probed tree).
+Use the arrow keys on the slider.</p>
+</div>
+
+<h2>Final machine</h2>
+{final}
+
+<h2>Merge history</h2>
+{f'<div class="figure"><img alt="merge history" src="data:image/png;base64,{history}"></div>' if history else '<p>unavailable</p>'}
+
+<h2>Fidelity and generalisation</h2>
+<p class="sub">Accuracy is the network's (last output on random strings of each length), beside the
+extracted machine's finiteness: the two can come apart. Click a row to show its machine.</p>
+<div class="tablewrap">{_table_html(dyn)}</div>
+</main>
+<script type="application/json" id="ckpt-data">{meta_json}</script>
+<script type="application/octet-stream" id="drawings-data">{packed.decode('ascii')}</script>
+<script>{_JS}</script>
+</body></html>
+"""
+    path = Path(out) if out is not None else run.root / "report.html"
+    atomic_write_text(path, body)
+    return path

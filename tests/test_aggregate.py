@@ -1,0 +1,79 @@
+"""Aggregates across seeds: medians and quartiles checked against each seed's own dynamics.json."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnautomata.aggregate import aggregate_seeds, spread
+from rnnautomata.batched import seed_dir, train_seeds
+from rnnautomata.config import study_from_dict
+from rnnautomata.dynamics import read_dynamics
+from rnnautomata.errors import CheckpointError
+from rnnautomata.train import train
+
+from conftest import tiny_raw
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def seeds_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("agg") / "multi"
+    study = study_from_dict(tiny_raw(seeds=SEEDS, task={"test_lengths": [20]}))
+    train_seeds(study, out, progress=False)
+    return out
+
+
+def test_spread_known_answers():
+    assert spread([3, 1, 2]) == {"median": 2.0, "q25": 1.5, "q75": 2.5, "n": 3}
+    assert spread([None, float("nan")]) is None
+    assert spread([5]) == {"median": 5.0, "q25": 5.0, "q75": 5.0, "n": 1}
+
+
+def test_aggregate_matches_per_seed_dynamics(seeds_dir):
+    agg = aggregate_seeds(seeds_dir, progress=False)
+    assert agg["format"] == "rnnautomata.aggregate/1" and agg["seeds"] == SEEDS
+    dyns = [read_dynamics(seed_dir(seeds_dir, s)) for s in SEEDS]  # written by the tracking
+    assert [c["step"] for c in agg["checkpoints"]] == [c["step"] for c in dyns[0]["checkpoints"]]
+    for j, c in enumerate(agg["checkpoints"]):
+        states = sorted(d["checkpoints"][j]["n_states"] for d in dyns)
+        assert c["n_states"]["median"] == states[1]  # three seeds: the middle one
+        assert c["n_states"]["q25"] == (states[0] + states[1]) / 2 and c["n_states"]["q75"] == (states[1] + states[2]) / 2
+        mins = [d["checkpoints"][j]["n_states_min"] for d in dyns]
+        assert c["n_states_min"]["median"] == float(np.median(mins))
+        assert c["fraction_finite"] == pytest.approx(np.mean([d["checkpoints"][j]["finite"] for d in dyns]))
+        assert c["n_seeds"] == 3
+    ff = [d["finite_from_step"] for d in dyns]
+    assert agg["finite_from_step"]["per_seed"] == ff
+    assert agg["finite_from_step"]["n_never"] == sum(f is None for f in ff)
+    became = [f for f in ff if f is not None]
+    assert agg["finite_from_step"]["median"] == (float(np.median(became)) if became else None)
+    finals = agg["final"]["per_seed"]
+    assert [f["seed"] for f in finals] == SEEDS
+    assert all("20" in f["acc_by_length"] for f in finals)
+    assert json.loads((seeds_dir / "aggregate.json").read_text()) == json.loads(json.dumps(agg))
+    for ext in ("png", "svg"):
+        assert (seeds_dir / "figures" / f"seeds_timeline.{ext}").stat().st_size > 1000
+
+
+def test_standalone_figure_from_the_aggregate(seeds_dir, tmp_path):
+    from rnnautomata.aggregate import draw_seeds_timeline
+
+    agg = json.loads((seeds_dir / "aggregate.json").read_text()) if (seeds_dir / "aggregate.json").exists() \
+        else aggregate_seeds(seeds_dir, progress=False)
+    files = draw_seeds_timeline(agg, tmp_path / "fig")
+    assert [f.suffix for f in files] == [".png", ".svg"] and all(f.stat().st_size > 1000 for f in files)
+
+
+def test_existing_dynamics_are_reused(seeds_dir):
+    aggregate_seeds(seeds_dir, progress=False)
+    stamps = [seed_dir(seeds_dir, s).joinpath("dynamics.json").stat().st_mtime_ns for s in SEEDS]
+    aggregate_seeds(seeds_dir, progress=False)
+    assert stamps == [seed_dir(seeds_dir, s).joinpath("dynamics.json").stat().st_mtime_ns for s in SEEDS]
+
+
+def test_single_run_is_refused(tmp_path):
+    train(study_from_dict(tiny_raw(task={"test_lengths": [20]}, train={"epochs": 1})), tmp_path / "one", progress=False)
+    with pytest.raises(CheckpointError, match="not a multi-seed folder"):
+        aggregate_seeds(tmp_path / "one", progress=False)
