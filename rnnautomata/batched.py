@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -57,11 +58,13 @@ from rnnautomata.train import (
     resolve_device,
 )
 
-__all__ = ["BatchedRecurrent", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
+__all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
 
 SEEDS_KIND = "seeds"
 _EVAL_BUDGET = 1 << 22  # floats of hidden state per evaluation chunk (n_seeds × rows × S)
 _PRECOMPUTE_BUDGET = 1 << 24  # floats of input projection precomputed for a whole batch
+_WRITERS = 8  # threads writing per-seed checkpoints
+_CPU_SEED_BLOCK = 8  # seeds per block in the CPU time loops (a block's (B, H) states fit in L2)
 
 
 def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -96,15 +99,16 @@ class _ElmanThroughTime(torch.autograd.Function):
         T, n = x_proj.shape[:2]
         hs = torch.empty((T + 1, *h0.shape), dtype=x_proj.dtype, device=x_proj.device)  # (T+1, n, B, H)
         hs[0] = h0
-        one = n == 1  # mm path, as in _baddbmm
-        # per-step views made once (unbind), each step written in place: no temporaries
-        h_views = (hs[:, 0] if one else hs).unbind(0)  # T+1 × (B, H) or (n, B, H)
-        x_views = (x_proj[:, 0] if one else x_proj).unbind(0)
-        w = w_t[0] if one else w_t
-        mat = torch.addmm if one else torch.baddbmm
         act = torch.relu_ if relu else torch.tanh_
-        for t in range(T):
-            act(mat(x_views[t], h_views[t], w, out=h_views[t + 1]))
+        for seeds in _seed_blocks(n, x_proj.device):
+            one = seeds.stop - seeds.start == 1  # mm path, as in _baddbmm
+            # per-step views made once (unbind), each step written in place: no temporaries
+            h_views = (hs[:, seeds.start] if one else hs[:, seeds]).unbind(0)  # T+1 × (B, H) or (s, B, H)
+            x_views = (x_proj[:, seeds.start] if one else x_proj[:, seeds]).unbind(0)
+            w = w_t[seeds.start] if one else w_t[seeds]
+            mat = torch.addmm if one else torch.baddbmm
+            for t in range(T):
+                act(mat(x_views[t], h_views[t], w, out=h_views[t + 1]))
         ctx.save_for_backward(hs, w_t)
         ctx.relu = relu
         return hs[1:]
@@ -113,22 +117,35 @@ class _ElmanThroughTime(torch.autograd.Function):
     def backward(ctx, grad_hs: torch.Tensor):
         hs, w_t = ctx.saved_tensors  # (T+1, n, B, H), (n, H, H)
         T, n, B, H = grad_hs.shape
-        w = w_t.transpose(1, 2).contiguous()  # (n, H, H): dh_{t-1} = dpre_t @ W^T
+        w_all = w_t.transpose(1, 2).contiguous()  # (n, H, H): dh_{t-1} = dpre_t @ W^T
         dpre = torch.empty_like(grad_hs)  # (T, n, B, H)
-        g_views, h_views, d_views = grad_hs.unbind(0), hs.unbind(0), dpre.unbind(0)
-        dh = g_views[T - 1].clone()  # (n, B, H)
-        for t in range(T - 1, -1, -1):
-            if t < T - 1:
-                dh += g_views[t]
-            if ctx.relu:  # relu's and tanh's own backward kernels, from the output h_t
-                torch.ops.aten.threshold_backward.grad_input(dh, h_views[t + 1], 0, grad_input=d_views[t])
-            else:
-                torch.ops.aten.tanh_backward.grad_input(dh, h_views[t + 1], grad_input=d_views[t])
-            if t > 0 or ctx.needs_input_grad[1]:
-                dh = _bmm(d_views[t], w)  # (n, B, H)
+        dh0 = torch.empty_like(hs[0]) if ctx.needs_input_grad[1] else None  # (n, B, H)
+        for seeds in _seed_blocks(n, grad_hs.device):
+            g_views, h_views, d_views = grad_hs[:, seeds].unbind(0), hs[:, seeds].unbind(0), dpre[:, seeds].unbind(0)
+            w = w_all[seeds]
+            dh = g_views[T - 1].clone()  # (s, B, H)
+            for t in range(T - 1, -1, -1):
+                if t < T - 1:
+                    dh += g_views[t]
+                if ctx.relu:  # relu's and tanh's own backward kernels, from the output h_t
+                    torch.ops.aten.threshold_backward.grad_input(dh, h_views[t + 1], 0, grad_input=d_views[t])
+                else:
+                    torch.ops.aten.tanh_backward.grad_input(dh, h_views[t + 1], grad_input=d_views[t])
+                if t > 0 or dh0 is not None:
+                    dh = _bmm(d_views[t], w)  # (s, B, H)
+            if dh0 is not None:
+                dh0[seeds] = dh
         prev = hs[:-1].permute(1, 3, 0, 2).reshape(n, H, T * B)  # (n, H, T·B)
         dw_t = _bmm(prev, dpre.permute(1, 0, 2, 3).reshape(n, T * B, H))  # (n, H, H)
-        return dpre, (dh if ctx.needs_input_grad[1] else None), dw_t, None
+        return dpre, dh0, dw_t, None
+
+
+def _seed_blocks(n: int, device: torch.device) -> list[slice]:
+    """Seed blocks for the time loops: on the CPU a few seeds at a time, so that one block's states
+    stay in cache through all T steps (sweeping every seed's state each step runs from memory);
+    on a GPU all seeds at once, to fill it."""
+    size = n if device.type != "cpu" else _CPU_SEED_BLOCK
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def seed_dir(out_dir: str | Path, seed: int) -> Path:
@@ -271,6 +288,8 @@ class BatchedRecurrent(nn.Module):
             if every_position:
                 return self.readout(hs.permute(1, 2, 0, 3).reshape(n, B * T, G)).view(n, B, T, -1)  # (n, B, T, O)
             return self.readout(hs[-1])  # (n, B, O)
+        if symbols.device.type == "cpu" and not torch.is_grad_enabled():
+            return self._run_fused(symbols, every_position)
         precompute = n * B * T * G <= _PRECOMPUTE_BUDGET
         x_proj = self._input_projection(symbols) if precompute else None  # (n, B, T, G)
         state = self.initial_state(B)  # (n, B, S)
@@ -284,6 +303,33 @@ class BatchedRecurrent(nn.Module):
             return torch.stack(outs, dim=2)  # (n, B, T, O)
         return self.readout(state)  # (n, B, O)
 
+    def _run_fused(self, symbols: torch.Tensor, every_position: bool) -> torch.Tensor:
+        """Inference on the CPU: seed by seed through torch's own recurrent kernels.
+
+        The time loop then runs in C++ (what nn.RNN/GRU/LSTM call), not in Python: on the CPU a
+        batched matmul over seeds gains nothing, while a Python loop over 10,000 steps costs more
+        than the arithmetic. Same (n, B, T) -> (n, B, T, O) or (n, B, O) contract as ``run``.
+        """
+        n, B, T = symbols.shape
+        H = self.hidden_size
+        kernel = {"elman": torch.rnn_relu if self.nonlinearity == "relu" else torch.rnn_tanh,
+                  "gru": torch.gru, "lstm": torch.lstm}[self.arch]
+        names = ("cell.weight_ih_l0", "cell.weight_hh_l0", "cell.bias_ih_l0", "cell.bias_hh_l0")
+        h0 = self.tensor("h0")  # (n, S)
+        outs = []
+        for k in range(n):
+            x = F.one_hot(symbols[k], self.n_symbols).to(h0.dtype)  # (B, T, A)
+            params = [self.tensor(name)[k] for name in names]
+            h = h0[k, :H].expand(1, B, H).contiguous()  # (1, B, H)
+            if self.arch == "lstm":
+                c = h0[k, H:].expand(1, B, H).contiguous()
+                hs, h_last, _ = kernel(x, (h, c), params, True, 1, 0.0, False, False, True)
+            else:
+                hs, h_last = kernel(x, h, params, True, 1, 0.0, False, False, True)  # (B, T, H), (1, B, H)
+            w, b = self.tensor("readout_layer.weight")[k], self.tensor("readout_layer.bias")[k]
+            outs.append(F.linear(hs if every_position else h_last[0], w, b))  # (B, T, O) or (B, O)
+        return torch.stack(outs)  # (n, B, T, O) or (n, B, O)
+
     def forward(self, symbols: torch.Tensor) -> torch.Tensor:
         """Outputs after every symbol: (n, B, T) long -> (n, B, T, O)."""
         return self.run(symbols, every_position=True)
@@ -294,8 +340,8 @@ class BatchedRecurrent(nn.Module):
 
 
 # --- losses and evaluation, per seed ------------------------------------------------------------
-def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int, reduce: bool = True) -> torch.Tensor:
-    """Each seed's loss: out (n, ..., O), target (n, ...) long -> (n,) mean (or sum if not ``reduce``).
+def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int) -> torch.Tensor:
+    """Each seed's mean loss: out (n, ..., O), target (n, ...) long -> (n,).
 
     The mean is train._loss's: MSE over every (position, output) element on one-hot targets,
     cross-entropy over every position.
@@ -305,8 +351,7 @@ def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs:
         elem = F.mse_loss(out, F.one_hot(target, n_outputs).to(out.dtype), reduction="none")  # (n, ..., O)
     else:
         elem = F.cross_entropy(out.reshape(-1, n_outputs), target.reshape(-1), reduction="none")  # (n * ...)
-    elem = elem.reshape(n, -1)
-    return elem.mean(1) if reduce else elem.sum(1)
+    return elem.reshape(n, -1).mean(1)
 
 
 def _run_supervised(model: BatchedRecurrent, x: torch.Tensor, y: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -501,12 +546,20 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
         # one device-to-host copy of every stacked tensor, then per-seed slices
         weights = {name: model.tensor(name).detach().to("cpu") for name in model.param_names + model.buffer_names}
         opt_state = [{key: v.detach().to("cpu") for key, v in opt.state.get(p, {}).items() if torch.is_tensor(v)} for p in params]
-        for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
+
+        def write(k: int) -> None:  # seed k's checkpoint and metrics line, through its own model and optimizer
+            m, o = models[k], seed_opts[k]
             m.load_state_dict({name: w[k] for name, w in weights.items()})
             for p, state in zip(m.parameters(), opt_state):
                 o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
-            _checkpoint(run, step, step / spe, m, o, st, task)
-            run.append_metrics({"step": step, "epoch": step / spe, **records[k]})
+            _checkpoint(runs[k], step, step / spe, m, o, studies[k], task)
+            runs[k].append_metrics({"step": step, "epoch": step / spe, **records[k]})
+
+        if len(runs) == 1:
+            write(0)
+        else:  # each write ends in an fsync: overlap them (~12 ms each; 1024 seeds would take 12 s in turn)
+            with ThreadPoolExecutor(max_workers=min(_WRITERS, len(runs))) as pool:
+                list(pool.map(write, range(len(runs))))
         return records
 
     pending = [s for s in schedule if resumed_from is None or s > resumed_from]

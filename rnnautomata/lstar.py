@@ -8,7 +8,7 @@ with the machine extracted from the hidden states (:meth:`Machine.equivalent`) a
 
 Example::
 
-    result = learn_machine(model, task.alphabet, task.outputs, oracle="random_walk")
+    result = learn_machine(model, task.alphabet, task.outputs)  # random words of length 5-30
     result.machine.equivalent(extracted.minimize())
 """
 
@@ -49,7 +49,7 @@ def network_sul(
     alphabet: Sequence[str],
     outputs: Sequence[str],
     device: str | torch.device = "cpu",
-    max_cache: int = 1_000_000,
+    max_cache: int = 100_000,
 ) -> Any:
     """An AALpy system under learning (an ``aalpy.base.SUL``) backed by a recurrent network.
 
@@ -136,6 +136,7 @@ class LStarResult:
     membership_queries : queries the learner and the oracle asked.
     network_steps : network steps actually run (after the prefix cache).
     seconds : wall-clock time of learning.
+    rounds_exhausted : L* stopped at ``max_learning_rounds`` (the result is the last hypothesis).
     """
 
     machine: Machine
@@ -143,6 +144,7 @@ class LStarResult:
     membership_queries: int
     network_steps: int
     seconds: float
+    rounds_exhausted: bool = False
 
 
 def _from_aalpy_moore(automaton: Any, alphabet: Sequence[str], outputs: Sequence[str]) -> Machine:
@@ -164,9 +166,9 @@ def learn_machine(
     model: torch.nn.Module,
     alphabet: Sequence[str],
     outputs: Sequence[str],
-    oracle: str = "random_walk",
+    oracle: str = "random_word",
     oracle_params: dict | None = None,
-    max_learning_rounds: int | None = 50,
+    max_learning_rounds: int | None = 20,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> LStarResult:
@@ -180,6 +182,10 @@ def learn_machine(
     oracle_params : overrides of the oracle's keyword arguments; "w_method" needs
         ``max_number_of_states``.
     max_learning_rounds : stop after this many hypothesis rounds (None: until the oracle agrees).
+        A network is only approximately finite-state: far beyond its training lengths its states
+        drift, an oracle that walks that far (long random walks) keeps finding counterexamples and
+        the hypothesis keeps growing, so rounds are bounded and the default oracle draws words of
+        length 5-30.
     seed : seeds Python's ``random`` inside AALpy's oracles for this call (its state is restored).
 
     Returns
@@ -206,10 +212,12 @@ def learn_machine(
     random.seed(seed)
     t0 = time.perf_counter()
     try:
-        learned = learning_algs.run_Lstar(letters, sul, eq_oracle, automaton_type="moore",
-                                          max_learning_rounds=max_learning_rounds, print_level=0)
+        learned, info = learning_algs.run_Lstar(letters, sul, eq_oracle, automaton_type="moore",
+                                                max_learning_rounds=max_learning_rounds, print_level=0,
+                                                return_data=True)
     finally:
         random.setstate(saved)
     seconds = time.perf_counter() - t0
     machine = _from_aalpy_moore(learned, alphabet, outputs).minimize()
-    return LStarResult(machine, machine.n_states, int(sul.num_queries), int(sul.n_network_steps), seconds)
+    exhausted = bool(max_learning_rounds) and info.get("learning_rounds") == max_learning_rounds
+    return LStarResult(machine, machine.n_states, int(sul.num_queries), int(sul.n_network_steps), seconds, exhausted)

@@ -280,7 +280,7 @@ def _styled_dot(shown: Machine, positions: Mapping[int, tuple[float, float]] | N
     lines = [f"digraph {_q(name)} {{"]
     graph_attrs = ['fontname="Helvetica"', "labelloc=t", 'bgcolor="white"', "outputorder=edgesfirst"]
     if positions is not None:
-        graph_attrs += ["layout=neato", "overlap=true", "splines=" + ("true" if shown.n_states <= 30 else "curved")]  # true is slow
+        graph_attrs += ["layout=neato", "overlap=true", "splines=" + ("true" if shown.n_states <= 30 else "false")]  # curved/true take minutes on big graphs
     else:
         graph_attrs += ["rankdir=LR", "nodesep=0.15" if tree else "nodesep=0.3",
                         "ranksep=0.5" if tree else "ranksep=0.45"]
@@ -355,6 +355,19 @@ def _styled_dot(shown: Machine, positions: Mapping[int, tuple[float, float]] | N
 
 
 # ----------------------------------------------------------------------------- graphviz
+GRAPHVIZ_TIMEOUT_S = 60  # per drawing; a slower one is written as .dot with a notice
+
+
+def _graphviz(args: list[str], dot: str) -> subprocess.CompletedProcess:
+    """Run graphviz on one graph; if it fails (its spline router can crash on pinned layouts),
+    retry once with straight edges."""
+    proc = subprocess.run(args, input=dot.encode(), capture_output=True, timeout=GRAPHVIZ_TIMEOUT_S)
+    if proc.returncode != 0 and "splines=true" in dot:
+        proc = subprocess.run(args, input=dot.replace("splines=true", "splines=false").encode(),
+                              capture_output=True, timeout=GRAPHVIZ_TIMEOUT_S)
+    return proc
+
+
 def graphviz_binary() -> str | None:
     """Path of the graphviz ``dot`` binary, or None when it is not installed."""
     return shutil.which("dot")
@@ -411,7 +424,11 @@ def _write_dot_outputs(dot: str, stem: Path, formats: Sequence[str]) -> list[Pat
     args = [binary]
     for fmt in wanted:
         args += [f"-T{fmt}", f"-o{stem.with_suffix('.' + fmt)}"]
-    proc = subprocess.run(args, input=dot.encode(), capture_output=True)
+    try:
+        proc = _graphviz(args, dot)
+    except subprocess.TimeoutExpired:
+        _notice(f"graphviz took over {GRAPHVIZ_TIMEOUT_S} s on {stem.name}; wrote {stem.with_suffix('.dot')} instead")
+        return written or [_write_text(stem.with_suffix(".dot"), dot)]
     if proc.returncode != 0:
         first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[0]
         _notice(f"graphviz failed ({first}); wrote {stem.with_suffix('.dot')} instead")
@@ -457,13 +474,21 @@ def dot_to_svgs(dots: Sequence[str], *, progress: bool = False, chunk: int = 40)
         starts = tqdm(starts, desc="drawing", unit="batch", total=(len(dots) + chunk - 1) // chunk)
     for begin in starts:
         batch = list(dots[begin:begin + chunk])
-        proc = subprocess.run([binary, "-Tsvg"], input="".join(batch).encode(), capture_output=True)
+        try:
+            proc = subprocess.run([binary, "-Tsvg"], input="".join(batch).encode(), capture_output=True,
+                                  timeout=GRAPHVIZ_TIMEOUT_S * len(batch))
+        except subprocess.TimeoutExpired:
+            proc = subprocess.CompletedProcess([], 1, b"", b"timeout")
         pieces = _SVG_START.split(proc.stdout.decode(errors="replace"))[1:]
         if proc.returncode == 0 and len(pieces) == len(batch):
             out += [_clean_svg(p) for p in pieces]
             continue
         for dot in batch:  # one at a time, so one bad graph does not lose the others
-            single = subprocess.run([binary, "-Tsvg"], input=dot.encode(), capture_output=True)
+            try:
+                single = _graphviz([binary, "-Tsvg"], dot)
+            except subprocess.TimeoutExpired:
+                out.append(None)
+                continue
             out.append(_clean_svg(single.stdout.decode(errors="replace")) if single.returncode == 0 else None)
     return out
 

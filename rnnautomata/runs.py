@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 RUN_FORMAT = "rnnautomata.run/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _STEP_FILE = re.compile(r"^step_(\d{6,})\.safetensors$")
 
 
@@ -57,6 +59,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

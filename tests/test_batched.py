@@ -110,6 +110,12 @@ def test_forward_and_step_match_recurrent_model():
                 for t in range(7):
                     s = m.step(s, x[k, :, t])
                 torch.testing.assert_close(state[k], s, rtol=1e-5, atol=1e-6)
+        out_grad = batched(x)  # the autograd paths: Elman's through-time node, GRU/LSTM's step loop
+        last_grad = batched.forward_last(x)
+        for k, m in enumerate(models):
+            with torch.no_grad():
+                torch.testing.assert_close(out_grad.detach()[k], m(x[k]), rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(last_grad.detach()[k], m.forward_last(x[k]), rtol=1e-5, atol=1e-6)
 
 
 def test_resumed_equals_uninterrupted(tmp_path):
@@ -175,3 +181,23 @@ def test_per_seed_data_order_differs_but_lengths_agree():
         assert [i for i, _ in own] == [i for i, _ in steps]
         for (_, rows), (_, mine) in zip(own, steps):
             np.testing.assert_array_equal(mine[k].numpy(), rows)
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_through_time_gradients_match_autograd_in_seed_blocks(monkeypatch, relu):
+    import rnnautomata.batched as batched_mod
+    from rnnautomata.batched import per_seed_loss
+
+    monkeypatch.setattr(batched_mod, "_CPU_SEED_BLOCK", 2)  # 3 seeds: a block of 2 and a block of 1
+    study = study_from_dict(tiny_raw(model={"init_gain": 1.0, "learn_initial_state": True,
+                                            "nonlinearity": "relu" if relu else "tanh"}))
+    task = make_task(study.task)
+    models = [build_model(seed_study(study, s), task) for s in SEEDS]
+    batched = BatchedRecurrent(models)
+    x = torch.randint(0, 2, (len(SEEDS), 6, 9), generator=torch.Generator().manual_seed(2))  # (n, B, T)
+    y = torch.randint(0, 2, (len(SEEDS), 6, 9), generator=torch.Generator().manual_seed(3))
+    per_seed_loss(batched(x), y, "mse", 2).sum().backward()
+    for k, m in enumerate(models):
+        per_seed_loss(m(x[k])[None], y[k][None], "mse", 2).sum().backward()
+        for name, p in m.named_parameters():
+            torch.testing.assert_close(batched.tensor(name).grad[k], p.grad, rtol=1e-4, atol=1e-6, msg=name)

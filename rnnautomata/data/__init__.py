@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from rnnautomata.errors import TaskError
@@ -22,20 +23,28 @@ TASKS: dict[str, tuple[Callable, str]] = {
     "machine": (lambda cfg: _regular().machine_task(cfg.path), "any user DFA/Moore machine from JSON or DOT (task.path)"),
 }
 
-for _i in range(1, 8):
-    TASKS[f"tomita{_i}"] = (
-        (lambda i: lambda cfg: _regular().tomita(i))(_i),
-        f"Tomita {_i}: {('1*', '(10)*', 'no odd run of 1s then odd run of 0s', 'no 000', 'even #0 and even #1', '#0 - #1 = 0 mod 3', '0*1*0*1*')[_i - 1]}",
-    )
-for _d in (2, 3, 4):
-    TASKS[f"dyck1_depth{_d}"] = (
-        (lambda d: lambda cfg: _regular().bounded_dyck1(d))(_d),
-        f"balanced ( ) with nesting <= {_d}; accept when balanced ({_d + 2} states)",
-    )
-TASKS["first_symbol"] = (lambda cfg: _regular().first_symbol(), "accept iff the first symbol is 1 (3 states)")
-TASKS["random_dfa5"] = (lambda cfg: _regular().random_task(5, 2, 2, seed=0), "seeded random minimal DFA: 5 states, 2 symbols")
-TASKS["random_moore6"] = (lambda cfg: _regular().random_task(6, 3, 3, seed=0), "seeded random minimal Moore machine: 6 states, 3 symbols, 3 outputs")
-del _i, _d
+
+def _tomita(index: int, cfg):
+    return _regular().tomita(index)
+
+
+def _dyck1(depth: int, cfg):
+    return _regular().bounded_dyck1(depth)
+
+
+_TOMITA_SHORT = ("1*", "(10)*", "no odd run of 1s then odd run of 0s", "no 000", "even #0 and even #1",
+                 "#0 - #1 = 0 mod 3", "0*1*0*1*")
+TASKS.update({f"tomita{i}": (partial(_tomita, i), f"Tomita {i}: {_TOMITA_SHORT[i - 1]}") for i in range(1, 8)})
+TASKS.update({
+    f"dyck1_depth{d}": (partial(_dyck1, d), f"balanced ( ) with nesting <= {d}; accept when balanced ({d + 2} states)")
+    for d in (2, 3, 4)
+})
+TASKS.update({
+    "first_symbol": (lambda cfg: _regular().first_symbol(), "accept iff the first symbol is 1 (3 states)"),
+    "random_dfa5": (lambda cfg: _regular().random_task(5, 2, 2, seed=0), "seeded random minimal DFA: 5 states, 2 symbols"),
+    "random_moore6": (lambda cfg: _regular().random_task(6, 3, 3, seed=0),
+                      "seeded random minimal Moore machine: 6 states, 3 symbols, 3 outputs"),
+})
 
 
 def task_names() -> list[str]:
