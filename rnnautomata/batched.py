@@ -24,13 +24,17 @@ Each seed is the run ``train.train`` would make for ``dataclasses.replace(study,
 
 The trajectories agree with single-seed training to float tolerance, not bit for bit: a batched
 matmul sums in a different order from torch's fused RNN kernels (tests/test_batched.py).
+
+Speed: Elman trains through one autograd node with hand-written backpropagation through time
+(:class:`_ElmanThroughTime`); on the CPU its time loops take 8 seeds at a time (cache), and
+inference runs seed by seed through torch's own recurrent kernels; on a GPU every loop takes all
+seeds at once. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -45,12 +49,12 @@ from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
 from rnnautomata.models import RecurrentModel
 from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint
 from rnnautomata.train import (
-    _LONG,
+    LONG_EVAL_LENGTH,
     EvalSet,
     TrainingSet,
-    _checkpoint,
-    _optimizer,
-    _restore_optimizer,
+    write_checkpoint,
+    make_optimizer,
+    restore_optimizer,
     build_eval_set,
     build_model,
     build_training_set,
@@ -63,7 +67,7 @@ __all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "s
 SEEDS_KIND = "seeds"
 _EVAL_BUDGET = 1 << 22  # floats of hidden state per evaluation chunk (n_seeds × rows × S)
 _PRECOMPUTE_BUDGET = 1 << 24  # floats of input projection precomputed for a whole batch
-_WRITERS = 8  # threads writing per-seed checkpoints
+_FUSED_CPU_INFERENCE = True  # CPU inference through torch's recurrent kernels (False: the batched loop, as on a GPU)
 _CPU_SEED_BLOCK = 8  # seeds per block in the CPU time loops (a block's (B, H) states fit in L2)
 
 
@@ -288,7 +292,7 @@ class BatchedRecurrent(nn.Module):
             if every_position:
                 return self.readout(hs.permute(1, 2, 0, 3).reshape(n, B * T, G)).view(n, B, T, -1)  # (n, B, T, O)
             return self.readout(hs[-1])  # (n, B, O)
-        if symbols.device.type == "cpu" and not torch.is_grad_enabled():
+        if _FUSED_CPU_INFERENCE and symbols.device.type == "cpu" and not torch.is_grad_enabled():
             return self._run_fused(symbols, every_position)
         precompute = n * B * T * G <= _PRECOMPUTE_BUDGET
         x_proj = self._input_projection(symbols) if precompute else None  # (n, B, T, G)
@@ -531,7 +535,7 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
 
     studies = [seed_study(study, s) for s in seeds]
     models = [build_model(st, task) for st in studies]  # CPU; seed s's init, reused to write its checkpoints
-    seed_opts = [_optimizer(m, st) for m, st in zip(models, studies)]
+    seed_opts = [make_optimizer(m, st) for m, st in zip(models, studies)]
     resumed_from = _prepare_dirs(top, runs, study, studies, models, seed_opts, spe, schedule)
 
     model = BatchedRecurrent(models).to(dev)
@@ -542,24 +546,17 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
 
     def save(step: int) -> list[dict]:
         long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
-        records = evaluate_seeds(model, data, study, max_length=None if long_eval else _LONG)
+        records = evaluate_seeds(model, data, study, max_length=None if long_eval else LONG_EVAL_LENGTH)
         # one device-to-host copy of every stacked tensor, then per-seed slices
         weights = {name: model.tensor(name).detach().to("cpu") for name in model.param_names + model.buffer_names}
         opt_state = [{key: v.detach().to("cpu") for key, v in opt.state.get(p, {}).items() if torch.is_tensor(v)} for p in params]
-
-        def write(k: int) -> None:  # seed k's checkpoint and metrics line, through its own model and optimizer
-            m, o = models[k], seed_opts[k]
+        for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
+            # seed k's checkpoint through its own model and optimizer: train.write_checkpoint's format exactly
             m.load_state_dict({name: w[k] for name, w in weights.items()})
             for p, state in zip(m.parameters(), opt_state):
                 o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
-            _checkpoint(runs[k], step, step / spe, m, o, studies[k], task)
-            runs[k].append_metrics({"step": step, "epoch": step / spe, **records[k]})
-
-        if len(runs) == 1:
-            write(0)
-        else:  # each write ends in an fsync: overlap them (~12 ms each; 1024 seeds would take 12 s in turn)
-            with ThreadPoolExecutor(max_workers=min(_WRITERS, len(runs))) as pool:
-                list(pool.map(write, range(len(runs))))
+            write_checkpoint(run, step, step / spe, m, o, st, task)
+            run.append_metrics({"step": step, "epoch": step / spe, **records[k]})
         return records
 
     pending = [s for s in schedule if resumed_from is None or s > resumed_from]
@@ -674,7 +671,7 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
             for run, m, o in zip(runs, models, seed_opts):
                 tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
                 m.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
-                _restore_optimizer(o, tensors)
+                restore_optimizer(o, tensors)
                 run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
     else:
         top.root.mkdir(parents=True, exist_ok=True)

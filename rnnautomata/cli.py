@@ -54,6 +54,15 @@ def cmd_run(args) -> int:
     from rnnautomata.train import train
 
     study = study_from_dict(raw)
+    if study.seeds is not None:
+        from rnnautomata.aggregate import aggregate_seeds
+        from rnnautomata.batched import train_seeds
+
+        train_seeds(study, out, device=args.device, progress=progress)
+        agg = aggregate_seeds(out, progress=progress)
+        _print_aggregate_summary(agg)
+        print(f"run directory: {out} (one run per seed in {out}/seed_XXXX)")
+        return 0
     result = train(study, out, device=args.device, progress=progress)
     if result["resumed_from"] is not None:
         print(f"resumed from step {result['resumed_from']}", file=sys.stderr)
@@ -103,6 +112,23 @@ def _print_dynamics_summary(dyn: dict) -> None:
         )
 
 
+def _print_aggregate_summary(agg: dict) -> None:
+    ck = agg["checkpoints"]
+    print(f"{'step':>7} {'seeds':>5} {'states median [q25, q75]':>26} {'min median':>10} {'finite':>7}")
+    stride = max(1, len(ck) // 25)
+    for i, c in enumerate(ck):
+        if i % stride and i != len(ck) - 1:
+            continue
+        st, mn = c["n_states"], c["n_states_min"]
+        band = f"{st['median']:.0f} [{st['q25']:.0f}, {st['q75']:.0f}]"
+        print(f"{c['step']:>7} {c['n_seeds']:>5} {band:>26} {mn['median']:>10.0f} {c['fraction_finite']:>7.2f}")
+    ff = agg["finite_from_step"]
+    final = agg["final"]["per_seed"]
+    n_eq = sum(bool(s.get("equivalent_to_truth")) for s in final)
+    print(f"finite from step: median {ff['median']} over {len(ff['per_seed']) - ff['n_never']} seeds; never finite: {ff['n_never']}")
+    print(f"final machines equivalent to the task's machine: {n_eq} of {len(final)} seeds")
+
+
 def cmd_extract(args) -> int:
     from rnnautomata.automata import Machine
     from rnnautomata.runs import RunDir
@@ -127,7 +153,17 @@ def cmd_extract(args) -> int:
 
 def cmd_track(args) -> int:
     run = Path(args.run)
-    if _run_kind(run) in _ICL_KINDS:
+    kind = _run_kind(run)
+    if kind == "seeds":
+        from rnnautomata.aggregate import aggregate_seeds
+
+        agg = aggregate_seeds(run, progress=not args.quiet)
+        if args.json:
+            print(json.dumps(agg, indent=1))
+        else:
+            _print_aggregate_summary(agg)
+        return 0
+    if kind in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
 
         print(json.dumps(icl_study.track_run(run), indent=1, default=str))

@@ -41,11 +41,15 @@ __all__ = [
     "load_model",
     "train",
     "resolve_device",
+    "make_optimizer",
+    "restore_optimizer",
+    "write_checkpoint",
+    "LONG_EVAL_LENGTH",
 ]
 
 _VAL_STREAM = 1_000_003
 _TEST_STREAM = 2_000_003
-_LONG = 1000  # test lengths above this are evaluated every train.eval_every epochs only
+LONG_EVAL_LENGTH = 1000  # test lengths above this are evaluated every train.eval_every epochs only
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _optimizer(model: RecurrentModel, study: Study) -> torch.optim.Optimizer:
+def make_optimizer(model: RecurrentModel, study: Study) -> torch.optim.Optimizer:
     if study.train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=study.train.lr)
     return torch.optim.SGD(model.parameters(), lr=study.train.lr, momentum=study.train.momentum)
@@ -209,7 +213,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     return out
 
 
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     sd = opt.state_dict()
     state: dict = {}
     for name, value in tensors.items():
@@ -220,7 +224,7 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict(sd)
 
 
-def _checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
+def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     tensors.update(_optimizer_tensors(opt))
     meta = {
@@ -307,7 +311,7 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
     eval_every_steps = None if study.train.eval_every is None else study.train.eval_every * spe
 
     model = build_model(study, task).to(dev)
-    opt = _optimizer(model, study)
+    opt = make_optimizer(model, study)
     resumed_from = None
     toml_text = study_to_toml(study)
     if run.exists():
@@ -323,7 +327,7 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
             resumed_from = done[-1]
             tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-            _restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
+            restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
             run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
     else:
         run.root.mkdir(parents=True, exist_ok=True)
@@ -339,8 +343,8 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
     def save(step: int) -> dict:
         rec = {"step": step, "epoch": step / spe}
         long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
-        rec.update(evaluate(model, train_set, eval_set, study, dev, max_length=None if long_eval else _LONG))
-        _checkpoint(run, step, step / spe, model, opt, study, task)
+        rec.update(evaluate(model, train_set, eval_set, study, dev, max_length=None if long_eval else LONG_EVAL_LENGTH))
+        write_checkpoint(run, step, step / spe, model, opt, study, task)
         run.append_metrics(rec)
         return rec
 

@@ -91,7 +91,11 @@ def test_init_is_build_model_per_seed():
         assert all(torch.equal(sd[name], v) for name, v in m.state_dict().items())
 
 
-def test_forward_and_step_match_recurrent_model():
+@pytest.mark.parametrize("fused", [True, False])  # False: the GPU's inference path, run on the CPU
+def test_forward_and_step_match_recurrent_model(monkeypatch, fused):
+    import rnnautomata.batched as batched_mod
+
+    monkeypatch.setattr(batched_mod, "_FUSED_CPU_INFERENCE", fused)
     for arch in ("elman", "gru", "lstm"):
         study = study_from_dict(tiny_raw(model={"arch": arch, "init_gain": 1.0}))
         task = make_task(study.task)

@@ -79,3 +79,15 @@ def test_tasks_lists_the_registry(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "streaming_parity" in out and "mod_k_counting" in out
+
+
+def test_run_and_track_many_seeds(tmp_path, capsys):
+    p = _write(tmp_path, tiny_raw(seeds=[0, 1], train={"epochs": 2}))
+    out = tmp_path / "r"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "final machines equivalent to the task's machine" in text
+    assert (out / "seed_0000" / "dynamics.json").is_file() and (out / "seed_0001" / "dynamics.json").is_file()
+    assert main(["track", str(out), "--quiet", "--json"]) == 0
+    agg = json.loads(capsys.readouterr().out)
+    assert agg["seeds"] == [0, 1]

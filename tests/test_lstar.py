@@ -89,7 +89,7 @@ def test_lstar_agrees_with_extraction_on_trained_tomita4(tmp_path):
 
     raw = tiny_raw(
         task={"name": "tomita4", "train_max_length": 9, "target": "all", "test_lengths": [100], "test_samples": 32},
-        model={"arch": "gru", "hidden_size": 16, "init": "default", "initial_state": 0.0},
+        model={"arch": "gru", "hidden_size": 16, "init": "xavier_uniform", "init_gain": 1.0, "initial_state": 0.0},
         train={"optimizer": "adam", "lr": 0.02, "loss": "cross_entropy", "batch_size": 64, "epochs": 20,
                "checkpoint_every": 20, "early_checkpoints": 0, "eval_every": None},
         probe={"depth": 8},
