@@ -60,6 +60,7 @@ from rnnautomata.train import (
     build_training_set,
     checkpoint_steps,
     resolve_device,
+    start_output,
 )
 
 __all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
@@ -358,11 +359,17 @@ def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs:
     return elem.reshape(n, -1).mean(1)
 
 
-def _run_supervised(model: BatchedRecurrent, x: torch.Tensor, y: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs and targets at the supervised positions: x, y (n, B, T) -> (n, B[, T], O), (n, B[, T])."""
+def _run_supervised(
+    model: BatchedRecurrent, x: torch.Tensor, y: torch.Tensor, target: str, start_output: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """train.supervised for every seed: x, y (n, B, T) -> (n, B, O), (n, B) for "last", or
+    (n, B, T + 1, O), (n, B, T + 1) for "all" (the empty prefix included)."""
     if target == "last":
         return model.forward_last(x), y[:, :, -1]
-    return model.forward(x), y
+    n, B = x.shape[0], x.shape[1]
+    out0 = model.readout(model.initial_state(B)).unsqueeze(2)  # (n, B, 1, O)
+    y0 = torch.full((n, B, 1), start_output, dtype=y.dtype, device=y.device)  # (n, B, 1)
+    return torch.cat([out0, model.forward(x)], dim=2), torch.cat([y0, y], dim=2)
 
 
 def _gather_rows(data: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -390,7 +397,7 @@ def evaluate_seeds(model: BatchedRecurrent, data: "_SeedData", study: Study, max
         total = torch.zeros(n, dtype=torch.float64, device=x.device)
         for sl in _chunks(x.shape[1], n, S):
             xc, yc = x[:, sl].expand(n, -1, -1), y[:, sl].expand(n, -1, -1)
-            out, tgt = _run_supervised(model, xc, yc, target)
+            out, tgt = _run_supervised(model, xc, yc, target, data.start_output)
             total += per_seed_loss(out, tgt, kind, O).double() * xc.shape[1]  # equal elements per row
         return total / x.shape[1]
 
@@ -429,6 +436,7 @@ class _SeedData:
     val_targets: torch.Tensor
     test: dict  # length -> (inputs (n, N, L), last targets (n, N))
     device: torch.device
+    start_output: int = 0  # the task's output for the empty prefix (train.start_output)
 
 
 def _seed_data(study: Study, seeds: Sequence[int], task, device: torch.device) -> _SeedData:
@@ -449,6 +457,7 @@ def _seed_data(study: Study, seeds: Sequence[int], task, device: torch.device) -
     return _SeedData(
         sets[0], train_inputs, train_targets,
         stack([e.val_inputs for e in evals]), stack([e.val_targets for e in evals]), test, device,
+        start_output=start_output(task),
     )
 
 
@@ -576,7 +585,7 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
                 step += 1
                 x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
                 y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
-                out, tgt = _run_supervised(model, x, y, study.task.target)
+                out, tgt = _run_supervised(model, x, y, study.task.target, data.start_output)
                 losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
                 flags.append((step, epoch, ~torch.isfinite(losses.detach())))
                 if len(flags) >= check_every or (pending and step == pending[0]):

@@ -212,6 +212,9 @@ def cmd_tasks(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnautomata", description="Extract automata from networks as they train.")
     parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 is often faster for small models "
+                             "and on a busy machine)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train a study, extract automata at every checkpoint, render and report")
@@ -256,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except RnnAutomataError as err:

@@ -61,7 +61,8 @@ class ModelConfig:
     arch: str = "elman"                       # "elman", "gru" or "lstm"
     hidden_size: int = 100                    # units H
     nonlinearity: str = "relu"                # elman only: "relu" or "tanh"
-    init: str = "xavier_normal"               # weight init: "xavier_normal", "xavier_uniform", "normal", "default"
+    init: str = "xavier_normal"               # weight init: "xavier_normal", "xavier_uniform", "normal", or
+                                              # "default" (torch's uniform ±1/√H, seeded; gain unused)
     init_gain: float = 0.1                    # gain (xavier) or std (normal) of the weights
     initial_state: float = 1.0                # every unit of h0 (and c0) is this value; 0 stalls ReLU nets
     learn_initial_state: bool = False         # make h0 a parameter

@@ -45,6 +45,8 @@ __all__ = [
     "restore_optimizer",
     "write_checkpoint",
     "LONG_EVAL_LENGTH",
+    "supervised",
+    "start_output",
 ]
 
 _VAL_STREAM = 1_000_003
@@ -139,11 +141,24 @@ def _loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int) ->
     return F.cross_entropy(out.reshape(-1, n_outputs), target.reshape(-1))
 
 
-def _select(out: torch.Tensor, target: torch.Tensor, which: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the supervised positions: out (B, T, O), target (B, T)."""
+def supervised(model, x: torch.Tensor, y: torch.Tensor, which: str, start_output: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs and targets at the supervised positions.
+
+    x, y : (B, T) symbols and per-position targets. ``which = "last"``: (B, O), (B,). ``"all"``: every
+    prefix including the empty one (the output of h0 must be the start state's, ``start_output``):
+    (B, T + 1, O), (B, T + 1).
+    """
     if which == "last":
-        return out[:, -1], target[:, -1]  # (B, O), (B,)
-    return out, target
+        return model.forward_last(x), y[:, -1]  # (B, O), (B,)
+    out = model(x)  # (B, T, O)
+    out0 = model.readout(model.initial_state(x.shape[0])).unsqueeze(1)  # (B, 1, O)
+    y0 = torch.full((x.shape[0], 1), start_output, dtype=y.dtype, device=y.device)  # (B, 1)
+    return torch.cat([out0, out], dim=1), torch.cat([y0, y], dim=1)
+
+
+def start_output(task: RegularTask) -> int:
+    """The task's output for the empty prefix."""
+    return int(task.machine.output_of_state[task.machine.start])
 
 
 @torch.no_grad()
@@ -161,15 +176,18 @@ def evaluate(
     """
     model.eval()
     n_out = model.n_outputs
+    empty = start_output(make_task(study.task))
     total, count = 0.0, 0
     for x, y in zip(train_set.inputs, train_set.targets):
-        out, tgt = _select(model(torch.as_tensor(x, device=device)), torch.as_tensor(y, device=device), study.task.target)
+        out, tgt = supervised(model, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), study.task.target, empty)
         total += _loss(out, tgt, study.train.loss, n_out).item() * len(x)
         count += len(x)
-    out, tgt = _select(
-        model(torch.as_tensor(eval_set.val_inputs, device=device)),
+    out, tgt = supervised(
+        model,
+        torch.as_tensor(eval_set.val_inputs, device=device),
         torch.as_tensor(eval_set.val_targets, device=device),
         study.task.target,
+        empty,
     )
     record = {"train/loss": total / count, "val/loss": _loss(out, tgt, study.train.loss, n_out).item()}
     val_pred = model(torch.as_tensor(eval_set.val_inputs, device=device))[:, -1].argmax(-1).cpu().numpy()
@@ -334,6 +352,7 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
         atomic_write_text(run.study_path, toml_text)
     run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule)
 
+    empty = start_output(task)
     inputs = [torch.as_tensor(x, device=dev) for x in train_set.inputs]
     targets = [torch.as_tensor(y, device=dev) for y in train_set.targets]
     pending = [s for s in schedule if resumed_from is None or s > resumed_from]
@@ -356,7 +375,7 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
             pending.pop(0)
         for step, epoch, i, rows in _batches_from(train_set, study, start, spe):
             idx = torch.as_tensor(rows, device=dev)
-            out, tgt = _select(model(inputs[i][idx]), targets[i][idx], study.task.target)
+            out, tgt = supervised(model, inputs[i][idx], targets[i][idx], study.task.target, empty)
             loss = _loss(out, tgt, study.train.loss, task.n_outputs)
             if not torch.isfinite(loss):
                 last = run.steps()[-1] if run.steps() else None

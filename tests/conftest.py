@@ -32,3 +32,14 @@ def tiny_raw(**sections) -> dict:
 @pytest.fixture
 def tiny_study():
     return study_from_dict(tiny_raw())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run faster and with stable timings on one thread (CI has 2 cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -31,3 +31,17 @@ def test_init_is_seeded_small_xavier_with_zero_bias():
     assert abs(w.std().item() - 0.01) < 0.001
     assert torch.count_nonzero(a.cell.bias_hh_l0) == 0
     assert torch.equal(a.initial_state(1), torch.ones(1, 100))
+
+
+def test_default_init_is_seeded_torch_uniform():
+    cfg = ModelConfig(hidden_size=16, init="default")
+    a = build_recurrent(cfg, 2, 2, torch.Generator().manual_seed(3))
+    b = build_recurrent(cfg, 2, 2, torch.Generator().manual_seed(3))
+    values = []
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), n
+        if n != "h0":
+            values.append(p.flatten())
+    values = torch.cat(values)
+    assert values.abs().max() <= 0.25 and values.abs().max() > 0.24  # uniform in ±1/sqrt(16)
+    assert torch.count_nonzero(values) == values.numel()  # biases too

@@ -130,3 +130,18 @@ def test_run_dir_rejects_foreign_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(CheckpointError, match="expected 'rnnautomata.run/1'"):
         RunDir(tmp_path).read_manifest()
+
+
+def test_all_positions_supervise_the_empty_prefix_too():
+    from rnnautomata.train import supervised
+
+    study = study_from_dict(tiny_raw(task={"target": "all", "name": "mod_k_counting", "k": 3}))
+    task = make_task(study.task)
+    from rnnautomata.train import build_model, start_output
+
+    model = build_model(study, task)
+    x = torch.tensor([[1, 1, 0, 1]])
+    out, tgt = supervised(model, x, torch.as_tensor(task.targets(x.numpy())), "all", start_output(task))
+    assert out.shape == (1, 5, 3)
+    assert tgt.tolist() == [[0, 1, 2, 2, 0]]  # empty prefix first: 0 ones mod 3
+    torch.testing.assert_close(out[:, 0], model.readout(model.initial_state(1)))

@@ -108,10 +108,15 @@ class RecurrentModel(nn.Module):
 
 
 def _init_weights(model: RecurrentModel, init: str, gain: float, generator: torch.Generator) -> None:
-    """Initialise weights from ``generator``; biases are zero. ``default`` keeps torch's init."""
-    if init == "default":
-        return
+    """Initialise weights from ``generator``; biases are zero, except for ``default``, which is
+    torch's own RNN init (every weight and bias uniform in ±1/√H) drawn from ``generator``."""
     with torch.no_grad():
+        if init == "default":
+            bound = 1.0 / math.sqrt(model.hidden_size)
+            for name, p in model.named_parameters():
+                if name != "h0":
+                    p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+            return
         for name, p in model.named_parameters():
             if name == "h0":
                 continue
