@@ -94,7 +94,10 @@ def _print_dynamics_summary(dyn: dict) -> None:
         acc = " ".join(f"{k}:{v:.2f}" for k, v in c["acc_by_length"].items())
         tl = "" if c["train_loss"] is None else f"{c['train_loss']:.2e}"
         vl = "" if c["val_loss"] is None else f"{c['val_loss']:.2e}"
-        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}  {acc}")
+        ner = ""
+        if "nerode" in c:
+            ner = f"  P/R {c['nerode']['precision'] or 0:.2f}/{c['nerode']['recall'] or 0:.2f}"
+        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}  {acc}{ner}")
     print("phases: " + ", ".join(f"{p['name']} {p['start_step']}-{p['end_step']}" for p in dyn["phases"]))
     f = dyn["final"]
     print(
@@ -170,7 +173,8 @@ def cmd_track(args) -> int:
         return 0
     from rnnautomata.dynamics import track
 
-    dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device, progress=not args.quiet)
+    dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device,
+                progress=not args.quiet, nerode=args.nerode or None)
     if args.json:
         print(json.dumps(dyn, indent=1))
     else:
@@ -240,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon-scale", type=float, help="override extract.epsilon_scale")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the whole dynamics JSON")
+    p.add_argument("--nerode", action="store_true",
+                   help="also measure merge precision/recall against the task's Nerode classes at every checkpoint")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_track)
 

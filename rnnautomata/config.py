@@ -98,6 +98,8 @@ class ExtractConfig:
     epsilon_scale: float = 0.01               # ε = scale × ‖per-unit std of all states over all checkpoints‖
     epsilon: float | None = None              # absolute ε; overrides epsilon_scale when set
     n_clusters: int | None = None             # for merger = "kmeans"
+    nerode: bool = False                      # also measure the merge condition at every checkpoint: pair
+                                              # precision/recall against the task's Nerode classes
 
 
 @dataclass(frozen=True)

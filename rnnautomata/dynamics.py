@@ -148,12 +148,14 @@ def track(
     device: str = "cpu",
     progress: bool = True,
     write: bool = True,
+    nerode: bool | None = None,
 ) -> dict:
     """Extract a machine at every checkpoint of a run and summarise the merge dynamics.
 
     Writes ``automata/step_XXXXXX.json`` for every checkpoint and ``dynamics.json`` (format in
     docs/formats.md) unless ``write`` is False. Merger settings default to the study's
-    ``[extract]`` section.
+    ``[extract]`` section. With ``nerode`` (default: ``extract.nerode``) every checkpoint also gets
+    the merge condition measured against the task's Nerode classes (:func:`rnnautomata.nerode.measure`).
 
     Returns
     -------
@@ -178,6 +180,9 @@ def track(
     params = {"n_clusters": study.extract.n_clusters, "random_state": study.seed} if merger_name == "kmeans" else {"epsilon": epsilon}
 
     metrics = {r["step"]: r for r in run.read_metrics()}
+    with_nerode = study.extract.nerode if nerode is None else nerode
+    if with_nerode:
+        from rnnautomata.nerode import measure as nerode_measure
     checkpoints = []
     prev_labels, prev_n = None, 0
     iterator = probed
@@ -203,6 +208,11 @@ def track(
             "successor": None,
             "merged": [],
         }
+        if with_nerode:
+            entry["nerode"] = nerode_measure(
+                task.machine, p.result, labels, epsilon=None if merger_name == "kmeans" else epsilon,
+                max_pairs=20_000, rng=np.random.default_rng((study.seed, p.step)),
+            )
         if prev_labels is not None:
             succ = successor_map(prev_labels, ext.labels, prev_n)
             entry["successor"] = succ

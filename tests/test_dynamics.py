@@ -70,3 +70,15 @@ def test_track_refuses_missing_runs(tmp_path):
         track(tmp_path / "nope", progress=False)
     with pytest.raises(CheckpointError, match="run `rnnautomata track"):
         read_dynamics(tmp_path)
+
+
+def test_track_with_nerode_measures(tmp_path, tiny_study):
+    train(tiny_study, tmp_path / "r", progress=False)
+    dyn = track(tmp_path / "r", progress=False, nerode=True, write=False)
+    for c in dyn["checkpoints"]:
+        ner = c["nerode"]
+        # 31 prefixes of a depth-4 binary tree: C(31, 2) = 465 pairs
+        assert ner["n_pairs"] == 465
+        assert 0 <= ner["merged_equivalent_pairs"] <= min(ner["merged_pairs"], ner["equivalent_pairs"])
+        # parity: 16 even and 15 odd prefixes, so C(16,2) + C(15,2) equivalent pairs
+        assert ner["equivalent_pairs"] == 120 + 105
