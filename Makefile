@@ -46,7 +46,7 @@ browser-deps:
 	  fi; }
 
 study: setup
-	$(BIN)/rnnautomata run tasks/streaming_parity.toml
+	$(BIN)/rnnautomata --threads 1 run tasks/streaming_parity.toml
 
 test: setup browser-deps
 	$(BIN)/python -m pytest -m "slow or not slow" -q

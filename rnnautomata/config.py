@@ -37,6 +37,7 @@ __all__ = [
     "study_from_dict",
     "study_to_dict",
     "study_to_toml",
+    "toml_value",
 ]
 
 
@@ -301,7 +302,8 @@ def study_to_dict(study: Study) -> dict:
     return clean(dataclasses.asdict(study))
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """One TOML value (bool, number, string or array of them)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -309,15 +311,15 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")  # pragma: no cover
 
 
 def study_to_toml(study: Study) -> str:
     """Write the resolved study as TOML that :func:`load_study` reads back to an equal Study."""
     d = study_to_dict(study)
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
     for section in _SECTIONS:
         lines.append(f"\n[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items()]
     return "\n".join(lines) + "\n"

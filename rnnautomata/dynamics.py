@@ -17,7 +17,6 @@ trajectory, extracts a machine per checkpoint, and records how the machine chang
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

@@ -258,67 +258,27 @@ def nerode_over_run(
     merger: str | None = None,
     epsilon_scale: float | None = None,
     device: str = "cpu",
-    max_pairs: int = 200_000,
     progress: bool = False,
 ) -> dict:
     """Merge precision, recall and distances at every checkpoint of a run.
 
-    Probes and merges exactly as :func:`rnnautomata.dynamics.track` does (one ε for the whole
-    trajectory, from the study's ``[extract]`` section unless overridden), then applies
-    :func:`measure` to each checkpoint.
+    Runs :func:`rnnautomata.dynamics.track` with ``nerode=True`` (same probes, same ε, same
+    merger; nothing is written) and collects the measures.
 
     Returns
     -------
     dict ``{"format": "rnnautomata.nerode/1", "task", "merger", "epsilon", "n_prefixes",
     "checkpoints": [{"step", "epoch", **measure(...)}, ...]}``.
     """
-    # Imported here: nerode's measures are usable without the training stack.
-    from rnnautomata.config import read_toml, study_from_dict
-    from rnnautomata.merge import epsilon_from_states, make_merger
-    from rnnautomata.probe import prefix_tree, prefix_tree_from_strings, probe
-    from rnnautomata.runs import RunDir
-    from rnnautomata.train import load_model
+    from rnnautomata.dynamics import track  # here: nerode's measures are usable without the training stack
 
-    run = RunDir(Path(run_dir))
-    run.read_manifest()
-    study = study_from_dict(read_toml(run.study_path))
-    steps = run.steps()
-    tree, task, probed = None, None, []
-    iterator = steps
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(steps, desc="nerode probe", unit="ckpt")
-    for step in iterator:
-        model, info = load_model(run.root, step, device=device)
-        task = info["task"]
-        if tree is None:
-            if study.probe.mode == "enumerate":
-                tree = prefix_tree(task.n_symbols, study.probe.depth)
-            else:  # the same sampled tree as dynamics.track
-                rng = np.random.default_rng((study.seed, 3_000_017))
-                tree = prefix_tree_from_strings(task.sample(rng, study.probe.samples, study.probe.depth), task.n_symbols)
-        probed.append((step, info["epoch"], probe(model, tree, device=device)))
-    merger_name = merger or study.extract.merger
-    epsilon = study.extract.epsilon if epsilon_scale is None else None
-    if epsilon is None:
-        scale = study.extract.epsilon_scale if epsilon_scale is None else epsilon_scale
-        epsilon = float(epsilon_from_states([p.states for _, _, p in probed], scale=scale))
-    if merger_name == "kmeans":
-        params = {"n_clusters": study.extract.n_clusters, "random_state": study.seed}
-    else:
-        params = {"epsilon": epsilon}
-    checkpoints = []
-    for step, epoch, result in probed:
-        labels = make_merger(merger_name, **params).fit(result.states).labels_
-        entry = {"step": int(step), "epoch": float(epoch)}
-        entry.update(measure(task.machine, result, labels, epsilon, max_pairs, np.random.default_rng((study.seed, step))))
-        checkpoints.append(entry)
+    dyn = track(run_dir, merger=merger, epsilon_scale=epsilon_scale, device=device, progress=progress,
+                write=False, nerode=True)
     return {
         "format": "rnnautomata.nerode/1",
-        "task": study.task.name,
-        "merger": merger_name,
-        "epsilon": epsilon,
-        "n_prefixes": int(tree.n_nodes) if tree is not None else 0,
-        "checkpoints": checkpoints,
+        "task": dyn["task"],
+        "merger": dyn["merger"],
+        "epsilon": dyn["epsilon"],
+        "n_prefixes": dyn["n_prefixes"],
+        "checkpoints": [{"step": c["step"], "epoch": c["epoch"], **c["nerode"]} for c in dyn["checkpoints"]],
     }

@@ -11,7 +11,6 @@ Example (streaming parity)::
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

@@ -8,12 +8,12 @@ tasks/grokking_modular_addition.toml.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from rnnautomata.errors import ConfigError
+from rnnautomata.config import toml_value
 
 __all__ = [
     "ICLData", "ICLModel", "ICLTrain", "Measures", "ICLStudy",
@@ -210,24 +210,12 @@ def _cross_check(study: ICLStudy | GrokkingStudy) -> None:
             raise ConfigError(f"data.modulus must be at least 3 (got {study.data.modulus})")
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")  # pragma: no cover
-
-
 def study_to_toml(study: ICLStudy | GrokkingStudy) -> str:
     """The resolved study as TOML that ``study_from_dict(tomllib.loads(...))`` reads back equal."""
-    lines = [f"kind = {_toml_value(study.kind)}", f"name = {_toml_value(study.name)}"]
+    lines = [f"kind = {toml_value(study.kind)}", f"name = {toml_value(study.name)}"]
     for section in _SECTIONS:
         lines.append(f"\n[{section}]")
         for k, v in dataclasses.asdict(getattr(study, section)).items():
             if v is not None:
-                lines.append(f"{k} = {_toml_value(v)}")
+                lines.append(f"{k} = {toml_value(v)}")
     return "\n".join(lines) + "\n"
