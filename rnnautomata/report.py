@@ -154,7 +154,8 @@ def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[t
             break
         generalises = ck[i]["step"]
     if lengths:
-        rows.append((f"accuracy 100% at lengths {', '.join(lengths)} from step", _fmt(generalises)))
+        rows.append((f"100% accuracy on every length measured ({', '.join(lengths)}; longer ones less often) from step",
+                     _fmt(generalises)))
     rows.append(("final machine", f"{_fmt(ck[-1]['n_states'])} merged states, {_fmt(ck[-1]['n_states_min'])} minimised, "
                  f"{'finite' if ck[-1]['finite'] else 'not finite'}"))
     if "equivalent_to_truth" in final:
