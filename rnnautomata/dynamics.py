@@ -279,6 +279,7 @@ def read_dynamics(run_dir: str | Path) -> dict:
         dyn = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise CheckpointError(f"{path} is not valid JSON; rerun `rnnautomata track`") from None
-    if dyn.get("format") != DYNAMICS_FORMAT:
-        raise CheckpointError(f"{path} has format {dyn.get('format')!r}, expected {DYNAMICS_FORMAT!r}")
+    if not isinstance(dyn, dict) or dyn.get("format") != DYNAMICS_FORMAT:
+        found = dyn.get("format") if isinstance(dyn, dict) else None
+        raise CheckpointError(f"{path} has format {found!r}, expected {DYNAMICS_FORMAT!r}; rerun `rnnautomata track`")
     return dyn

@@ -524,16 +524,9 @@ def load_run_machine(run_dir: str | Path, step: int) -> Machine:
 
 
 def _read_dynamics(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "dynamics.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist; run `rnnautomata track {Path(run_dir)}` first")
-    try:
-        dyn = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path} is not valid JSON; rerun `rnnautomata track {Path(run_dir)}`") from None
-    if not isinstance(dyn, dict) or dyn.get("format") != "rnnautomata.dynamics/1":
-        raise CheckpointError(f"{path} is not an rnnautomata.dynamics/1 file; rerun `rnnautomata track`")
-    return dyn
+    from rnnautomata.dynamics import read_dynamics  # downstream of dynamics: reading its file is fine
+
+    return read_dynamics(run_dir)
 
 
 def snapshot_steps(dynamics: Mapping[str, Any], n: int = 6) -> list[int]:
