@@ -84,8 +84,9 @@ def phases(steps: Sequence[int], n_states: Sequence[int], finite: Sequence[bool]
     """Split training into phases: initial (finite from a small init), tree, merging, finite.
 
     *initial*: from step 0 while the machine is still finite; *tree*: from its first infinite
-    checkpoint to the peak state count; *merging*: from the peak to ``finite_from_step``; *finite*:
-    from then on. Phases that do not occur are left out.
+    checkpoint to the peak state count; *merging*: from the peak to ``finite_from_step`` (for a run
+    that never closes: only if the count at least halves after its peak, else the tree phase runs
+    to the end); *finite*: from then on. Phases that do not occur are left out.
     """
     steps, n_states, finite = list(steps), list(n_states), list(finite)
     if not steps:
@@ -102,6 +103,11 @@ def phases(steps: Sequence[int], n_states: Sequence[int], finite: Sequence[bool]
     end_inf = (ff_idx - 1) if ff_idx is not None else last
     window = range(first_inf, end_inf + 1)
     peak = max(window, key=lambda i: (n_states[i], -i))
+    # without closing, call it merging only once the count has at least halved from its peak
+    merged_down = min(n_states[peak:end_inf + 1]) * 2 <= n_states[peak]
+    if ff_idx is None and not merged_down:
+        out.append({"name": "tree", "start_step": steps[first_inf], "end_step": steps[end_inf]})
+        return out
     out.append({"name": "tree", "start_step": steps[first_inf], "end_step": steps[peak]})
     if peak < end_inf or ff_idx is not None:
         out.append({"name": "merging", "start_step": steps[peak], "end_step": steps[end_inf if ff_idx is None else ff_idx]})

@@ -38,6 +38,10 @@ def test_phases_initial_tree_merging_finite():
     p = phases(steps[:5], n[:5], fin[:5])
     assert [x["name"] for x in p] == ["initial", "tree", "merging"]
     assert phases([0, 1], [2, 2], [True, True]) == [{"name": "finite", "start_step": 0, "end_step": 1}]
+    # a large init: every prefix distinct from step 0 and never merging -> one tree phase, no "merging"
+    assert phases([0, 1, 2], [2047, 2047, 2042], [False, False, False]) == [
+        {"name": "tree", "start_step": 0, "end_step": 2}
+    ]
 
 
 def test_track_on_a_tiny_run(tmp_path, tiny_study):
