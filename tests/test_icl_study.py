@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,15 +16,6 @@ from rnnautomata.icl.config import study_to_toml
 from rnnautomata.icl.study import load_study, run_study, track_run
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors here are tiny, so intra-op threads only add overhead (6x on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_icl(**sections) -> dict:

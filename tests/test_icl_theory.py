@@ -16,15 +16,6 @@ from rnnautomata.icl import theory
 from rnnautomata.models.linear_attention import LinearAttention, SimplifiedLinearTransformer, token_moments
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors here are tiny, so intra-op threads only add overhead (6x on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gd(model, batch, lr, steps, record_every):
     zz, zq = token_moments(batch.tokens), batch.tokens[:, -1, :]
     opt = torch.optim.SGD(model.parameters(), lr=lr)

@@ -21,8 +21,9 @@ from rnnautomata.data.sequences import modular_addition, split_pairs
 from rnnautomata.errors import CheckpointError, TrainingError
 from rnnautomata.icl import figures, measures
 from rnnautomata.icl.config import GrokkingStudy, study_to_toml
+from rnnautomata.icl.study import record_checkpoint
 from rnnautomata.models.mlp import TwoTokenMLP
-from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint
 
 __all__ = ["run_grokking", "track_grokking", "jump_step"]
 
@@ -73,11 +74,7 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
                     "weights/norm": float(sum(p.pow(2).sum() for p in model.parameters()).sqrt()),
                 })
         if step % t.checkpoint_every == 0 or step == t.epochs:
-            save_checkpoint(run.checkpoint_path(step), dict(model.state_dict()),
-                            {"kind": "grokking", "step": str(step)})
-            saved.append(step)
-            run.rewrite_metrics(records)
-            run.write_manifest(steps=saved)
+            record_checkpoint(run, step, model, {"kind": "grokking"}, records, saved)
         if step == t.epochs:
             break
         opt.zero_grad(set_to_none=True)

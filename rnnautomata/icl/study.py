@@ -39,6 +39,14 @@ def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
     return study_from_dict(raw)
 
 
+def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, metadata: dict, records: list, saved: list) -> None:
+    """Save the weights at ``step``, append it to ``saved``, and bring metrics and manifest up to date."""
+    save_checkpoint(run.checkpoint_path(step), dict(model.state_dict()), {**metadata, "step": str(step)})
+    saved.append(step)
+    run.rewrite_metrics(records)
+    run.write_manifest(steps=saved)
+
+
 def run_study(study: ICLStudy | GrokkingStudy, out_dir: Path, device: str = "cpu", progress: bool = True) -> dict:
     """Train the study's model, write the run directory, and return a summary dict."""
     if isinstance(study, GrokkingStudy):
@@ -154,11 +162,7 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
             rec.update({f"algo/{k}": v for k, v in dist.items()})
             records.append(rec)
         if step % t.checkpoint_every == 0 or step == t.epochs:
-            save_checkpoint(run.checkpoint_path(step), dict(model.state_dict()),
-                            {"kind": "icl", "step": str(step), "loss": repr(loss.item())})
-            saved.append(step)
-            run.rewrite_metrics(records)
-            run.write_manifest(steps=saved)
+            record_checkpoint(run, step, model, {"kind": "icl", "loss": repr(loss.item())}, records, saved)
         if step == t.epochs:
             break
         opt.zero_grad(set_to_none=True)
