@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -69,7 +70,7 @@ SEEDS_KIND = "seeds"
 _EVAL_BUDGET = 1 << 22  # floats of hidden state per evaluation chunk (n_seeds × rows × S)
 _PRECOMPUTE_BUDGET = 1 << 24  # floats of input projection precomputed for a whole batch
 _FUSED_CPU_INFERENCE = True  # CPU inference through torch's recurrent kernels (False: the batched loop, as on a GPU)
-_CPU_SEED_BLOCK = 8  # seeds per block in the CPU time loops (a block's (B, H) states fit in L2)
+_PER_SEED_LOOPS = {"cpu"}  # device types whose training time loops run seed by seed (cache); others: all seeds per step
 
 
 def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,66 +92,132 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _ElmanThroughTime(torch.autograd.Function):
     """The whole Elman recurrence as one autograd node, with hand-written backpropagation through time.
 
-    Forward: ``h_t = act(x_t + h_{t-1} @ W)`` for t = 1..T (x_t already holds W_ih x + both
-    biases). Autograd would record ~3 nodes a step and compute ``dW`` with one small matmul a
-    step; here the backward pass runs only the ``dh`` recurrence step by step and gets ``dW`` for
-    all steps at once with one matmul over ``(T·B)`` rows, which is what makes one seed at least
-    as fast as torch.nn.RNN on the CPU.
+    Forward: ``h_t = act(table[x_t] + h_{t-1} @ W)`` for t = 1..T, where ``table[a]`` is column a
+    of W_ih plus both biases (a one-hot input times W_ih is a row lookup) and every string starts
+    from its seed's one state ``h0``. Autograd through torch.nn.RNN records ~3 nodes a step and
+    computes ``dW`` with one small matmul a step; here:
+
+    - the input projection is a row gather written straight into the state buffer, and its
+      gradient an index-add of d(pre-activation) rows (a one-hot matmul's backward is a slow,
+      degenerate (H × T·B) @ (T·B × A) product);
+    - step 1 costs one vector-matrix product, ``h0 @ W``, shared by every row of the batch, and so
+      does its share of ``dW`` (an outer product) and ``dh0`` (torch.nn.RNN multiplies a (B, H)
+      block of copies of h0 there);
+    - the backward pass runs only the ``dh`` recurrence step by step and gets the rest of ``dW``
+      with one matmul over ``(T-1)·B`` rows;
+    - on the CPU (``_PER_SEED_LOOPS``) each seed runs its whole forward, and its whole backward
+      with ``dW``, before the next seed, so its states stay in cache (states stored seed-major,
+      ``(n, T, B, H)``, and one seed's d(pre-activation) workspace reused); on a GPU every step
+      takes all seeds at once (states stored time-major).
+
+    Figures against torch.nn.RNN: docs/benchmarks.md.
     """
 
     @staticmethod
-    def forward(ctx, x_proj: torch.Tensor, h0: torch.Tensor, w_t: torch.Tensor, relu: bool) -> torch.Tensor:
-        # x_proj (T, n, B, H), h0 (n, B, H), w_t (n, H, H) -> hidden states (T, n, B, H)
-        T, n = x_proj.shape[:2]
-        hs = torch.empty((T + 1, *h0.shape), dtype=x_proj.dtype, device=x_proj.device)  # (T+1, n, B, H)
-        hs[0] = h0
+    def forward(ctx, table, symbols, h0, w_t, relu: bool, last_only: bool):
+        # table (n, A, H), symbols (n, B, T) long, h0 (n, H), w_t (n, H, H) -> states after every
+        # symbol (n, T, B, H), or after the last one only (n, B, H)
+        n, A, H = table.shape
+        B, T = symbols.shape[1:]
+        per_seed = table.device.type in _PER_SEED_LOOPS
+        order = (0, 2, 1) if per_seed else (2, 0, 1)  # the buffer's layout: (n, T, B) or (T, n, B)
+        offsets = torch.arange(n, device=symbols.device).view(n, 1, 1) * A  # seed s's rows of table
+        rows = (symbols + offsets).permute(*order).reshape(-1)  # (n·T·B,) in buffer order
+        buf = torch.index_select(table.reshape(n * A, H), 0, rows).view(*(symbols.shape[i] for i in order), H)
+        hs = buf if per_seed else buf.transpose(0, 1)  # (n, T, B, H): hs[:, t] = state after t+1 symbols
         act = torch.relu_ if relu else torch.tanh_
-        for seeds in _seed_blocks(n, x_proj.device):
-            one = seeds.stop - seeds.start == 1  # mm path, as in _baddbmm
-            # per-step views made once (unbind), each step written in place: no temporaries
-            h_views = (hs[:, seeds.start] if one else hs[:, seeds]).unbind(0)  # T+1 × (B, H) or (s, B, H)
-            x_views = (x_proj[:, seeds.start] if one else x_proj[:, seeds]).unbind(0)
-            w = w_t[seeds.start] if one else w_t[seeds]
-            mat = torch.addmm if one else torch.baddbmm
-            for t in range(T):
-                act(mat(x_views[t], h_views[t], w, out=h_views[t + 1]))
-        ctx.save_for_backward(hs, w_t)
-        ctx.relu = relu
-        return hs[1:]
+        first = torch.bmm(h0.unsqueeze(1), w_t)  # (n, 1, H): h0 @ W, the same for every row
+        if per_seed:
+            for s in range(n):
+                h_views, w = hs[s].unbind(0), w_t[s]  # T × (B, H) views made once, (H, H)
+                act(h_views[0].add_(first[s]))
+                for t in range(1, T):
+                    act(h_views[t].addmm_(h_views[t - 1], w))  # in place: no temporaries
+        else:
+            h_views = buf.unbind(0)  # T × (n, B, H)
+            act(h_views[0].add_(first))
+            for t in range(1, T):
+                act(h_views[t].baddbmm_(h_views[t - 1], w_t))
+        ctx.save_for_backward(buf, rows, h0, w_t)
+        ctx.relu, ctx.last_only, ctx.per_seed, ctx.n_symbols = relu, last_only, per_seed, A
+        return hs[:, -1] if last_only else hs
 
     @staticmethod
-    def backward(ctx, grad_hs: torch.Tensor):
-        hs, w_t = ctx.saved_tensors  # (T+1, n, B, H), (n, H, H)
-        T, n, B, H = grad_hs.shape
-        w_all = w_t.transpose(1, 2).contiguous()  # (n, H, H): dh_{t-1} = dpre_t @ W^T
-        dpre = torch.empty_like(grad_hs)  # (T, n, B, H)
-        dh0 = torch.empty_like(hs[0]) if ctx.needs_input_grad[1] else None  # (n, B, H)
-        for seeds in _seed_blocks(n, grad_hs.device):
-            g_views, h_views, d_views = grad_hs[:, seeds].unbind(0), hs[:, seeds].unbind(0), dpre[:, seeds].unbind(0)
-            w = w_all[seeds]
-            dh = g_views[T - 1].clone()  # (s, B, H)
+    def backward(ctx, grad):
+        # grad (n, B, H) if last_only else (n, T, B, H)
+        buf, rows, h0, w_t = ctx.saved_tensors
+        per_seed, last_only, A = ctx.per_seed, ctx.last_only, ctx.n_symbols
+        hs = buf if per_seed else buf.transpose(0, 1)  # (n, T, B, H)
+        n, T, B, H = hs.shape
+        dtable = torch.zeros((n * A, H), dtype=buf.dtype, device=buf.device)
+        dw = torch.empty_like(w_t)  # (n, H, H)
+        want_h0 = ctx.needs_input_grad[2]
+        dh0 = torch.empty_like(h0) if want_h0 else None  # (n, H)
+
+        def act_backward(dh: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> None:
+            # relu's and tanh's own backward kernels, from the output h_t
+            if ctx.relu:
+                torch.ops.aten.threshold_backward.grad_input(dh, h, 0, grad_input=out)
+            else:
+                torch.ops.aten.tanh_backward.grad_input(dh, h, grad_input=out)
+
+        if per_seed:
+            dpre = _workspace((T, B, H), buf.dtype, buf.device)  # one seed's d loss / d pre-activation
+            d_views = dpre.unbind(0)  # T × (B, H)
+            for s in range(n):
+                h_views, w_back = hs[s].unbind(0), w_t[s].t()  # T × (B, H), (H, H)
+                g = grad[s]  # (B, H) or (T, B, H)
+                dh = (g if last_only else g[T - 1]).clone()  # (B, H)
+                for t in range(T - 1, -1, -1):
+                    if t < T - 1 and not last_only:
+                        dh += g[t]
+                    act_backward(dh, h_views[t], d_views[t])
+                    if t > 0:
+                        torch.mm(d_views[t], w_back, out=dh)  # (B, H): d loss / d h_t
+                # the rest while this seed's states are still in cache
+                d_first = d_views[0].sum(0)  # (H,): every row's share of h0 @ W
+                prev, cur = hs[s, : T - 1].reshape(-1, H), dpre[1:].reshape(-1, H)  # ((T-1)·B, H)
+                torch.addmm(torch.outer(h0[s], d_first), prev.t(), cur, out=dw[s])
+                dtable.index_add_(0, rows[s * T * B : (s + 1) * T * B], dpre.view(-1, H))
+                if want_h0:
+                    torch.mv(w_t[s], d_first, out=dh0[s])
+        else:
+            dpre_buf = torch.empty_like(buf)  # (T, n, B, H)
+            d_views, h_views = dpre_buf.unbind(0), buf.unbind(0)  # T × (n, B, H)
+            w_back = w_t.transpose(1, 2).contiguous()  # (n, H, H)
+            dh = (grad if last_only else grad[:, T - 1]).clone()  # (n, B, H)
             for t in range(T - 1, -1, -1):
-                if t < T - 1:
-                    dh += g_views[t]
-                if ctx.relu:  # relu's and tanh's own backward kernels, from the output h_t
-                    torch.ops.aten.threshold_backward.grad_input(dh, h_views[t + 1], 0, grad_input=d_views[t])
-                else:
-                    torch.ops.aten.tanh_backward.grad_input(dh, h_views[t + 1], grad_input=d_views[t])
-                if t > 0 or dh0 is not None:
-                    dh = _bmm(d_views[t], w)  # (s, B, H)
-            if dh0 is not None:
-                dh0[seeds] = dh
-        prev = hs[:-1].permute(1, 3, 0, 2).reshape(n, H, T * B)  # (n, H, T·B)
-        dw_t = _bmm(prev, dpre.permute(1, 0, 2, 3).reshape(n, T * B, H))  # (n, H, H)
-        return dpre, dh0, dw_t, None
+                if t < T - 1 and not last_only:
+                    dh += grad[:, t]
+                act_backward(dh, h_views[t], d_views[t])
+                if t > 0:
+                    torch.bmm(d_views[t], w_back, out=dh)
+            d_first = d_views[0].sum(1)  # (n, H)
+            prev = hs[:, : T - 1].reshape(n, -1, H)  # (n, (T-1)·B, H)
+            cur = dpre_buf.transpose(0, 1)[:, 1:].reshape(n, -1, H)
+            torch.baddbmm(h0.unsqueeze(2) * d_first.unsqueeze(1), prev.transpose(1, 2), cur, out=dw)
+            dtable.index_add_(0, rows, dpre_buf.view(-1, H))
+            if want_h0:
+                dh0 = torch.bmm(w_t, d_first.unsqueeze(2)).squeeze(2)  # (n, H)
+        return dtable.view(n, A, H), None, dh0, dw, None, None
 
 
-def _seed_blocks(n: int, device: torch.device) -> list[slice]:
-    """Seed blocks for the time loops: on the CPU a few seeds at a time, so that one block's states
-    stay in cache through all T steps (sweeping every seed's state each step runs from memory);
-    on a GPU all seeds at once, to fill it."""
-    size = n if device.type != "cpu" else _CPU_SEED_BLOCK
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+_WORKSPACES = threading.local()
+
+
+def _workspace(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A scratch tensor reused from one backward pass to the next (per thread). A fresh one costs
+    a page fault per 4 KiB on first touch, which on a virtual machine is a good part of a small
+    model's step."""
+    cache = getattr(_WORKSPACES, "tensors", None)
+    if cache is None:
+        cache = _WORKSPACES.tensors = {}
+    key = (tuple(shape), dtype, str(device))
+    if key not in cache:
+        if len(cache) >= 8:  # a few shapes (one per string length) at a time
+            cache.clear()
+        cache[key] = torch.empty(shape, dtype=dtype, device=device)
+    return cache[key]
 
 
 def seed_dir(out_dir: str | Path, seed: int) -> Path:
@@ -280,19 +347,18 @@ class BatchedRecurrent(nn.Module):
         evaluation on strings of length 10,000 costs memory for one step, not the whole string.
         """
         n, B, T = symbols.shape
+        if self.arch == "elman" and torch.is_grad_enabled():
+            # a one-hot input times W_ih is a column of W_ih: a table of each symbol's projection
+            table = self.tensor("cell.weight_ih_l0").transpose(1, 2) + (
+                self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)  # (n, A, H)
+            relu = self.nonlinearity == "relu"
+            w_t = self.tensor("cell.weight_hh_l0").transpose(1, 2)  # (n, H, H) view: matmuls take it transposed
+            hs = _ElmanThroughTime.apply(table, symbols, self.tensor("h0"), w_t, relu, not every_position)
+            if every_position:  # hs (n, T, B, H)
+                return self.readout(hs.reshape(n, T * B, -1)).view(n, T, B, -1).transpose(1, 2)  # (n, B, T, O)
+            return self.readout(hs)  # hs (n, B, H) -> (n, B, O)
         w_hh_t, b_hh = self._recurrent_weights()
         G = w_hh_t.shape[-1]
-        if self.arch == "elman" and torch.is_grad_enabled() and n * B * T * G <= _PRECOMPUTE_BUDGET:
-            # one-hot rows times W_ih^T: one small matmul (a gather's backward is a slower scatter-add)
-            onehot = F.one_hot(symbols.permute(0, 2, 1).reshape(n, T * B), self.n_symbols).to(w_hh_t.dtype)  # (n, T·B, A)
-            w_ih_t = self.tensor("cell.weight_ih_l0").transpose(1, 2)  # (n, A, H)
-            bias = (self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)  # (n, 1, H)
-            x_proj = _baddbmm(bias.expand(-1, T * B, -1), onehot, w_ih_t).view(n, T, B, G).transpose(0, 1)  # (T, n, B, H)
-            state = self.initial_state(B).contiguous()  # (n, B, H)
-            hs = _ElmanThroughTime.apply(x_proj, state, w_hh_t, self.nonlinearity == "relu")  # (T, n, B, H)
-            if every_position:
-                return self.readout(hs.permute(1, 2, 0, 3).reshape(n, B * T, G)).view(n, B, T, -1)  # (n, B, T, O)
-            return self.readout(hs[-1])  # (n, B, O)
         if _FUSED_CPU_INFERENCE and symbols.device.type == "cpu" and not torch.is_grad_enabled():
             return self._run_fused(symbols, every_position)
         precompute = n * B * T * G <= _PRECOMPUTE_BUDGET

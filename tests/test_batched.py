@@ -187,12 +187,16 @@ def test_per_seed_data_order_differs_but_lengths_agree():
             np.testing.assert_array_equal(mine[k].numpy(), rows)
 
 
+@pytest.mark.parametrize("every_position", [True, False])
+@pytest.mark.parametrize("per_seed", [True, False])
 @pytest.mark.parametrize("relu", [True, False])
-def test_through_time_gradients_match_autograd_in_seed_blocks(monkeypatch, relu):
+def test_through_time_gradients_match_autograd(monkeypatch, relu, per_seed, every_position):
+    """Hand-written BPTT (seed by seed as on the CPU, or all seeds per step as on a GPU) against
+    autograd through each seed's own RecurrentModel (torch's recurrent kernels), h0 learnable."""
     import rnnautomata.batched as batched_mod
     from rnnautomata.batched import per_seed_loss
 
-    monkeypatch.setattr(batched_mod, "_CPU_SEED_BLOCK", 2)  # 3 seeds: a block of 2 and a block of 1
+    monkeypatch.setattr(batched_mod, "_PER_SEED_LOOPS", {"cpu"} if per_seed else set())
     study = study_from_dict(tiny_raw(model={"init_gain": 1.0, "learn_initial_state": True,
                                             "nonlinearity": "relu" if relu else "tanh"}))
     task = make_task(study.task)
@@ -200,8 +204,12 @@ def test_through_time_gradients_match_autograd_in_seed_blocks(monkeypatch, relu)
     batched = BatchedRecurrent(models)
     x = torch.randint(0, 2, (len(SEEDS), 6, 9), generator=torch.Generator().manual_seed(2))  # (n, B, T)
     y = torch.randint(0, 2, (len(SEEDS), 6, 9), generator=torch.Generator().manual_seed(3))
-    per_seed_loss(batched(x), y, "mse", 2).sum().backward()
+    if every_position:
+        per_seed_loss(batched(x), y, "mse", 2).sum().backward()
+    else:
+        per_seed_loss(batched.forward_last(x), y[:, :, -1], "mse", 2).sum().backward()
     for k, m in enumerate(models):
-        per_seed_loss(m(x[k])[None], y[k][None], "mse", 2).sum().backward()
+        out = m(x[k]) if every_position else m(x[k])[:, -1]
+        per_seed_loss(out[None], (y[k] if every_position else y[k, :, -1])[None], "mse", 2).sum().backward()
         for name, p in m.named_parameters():
             torch.testing.assert_close(batched.tensor(name).grad[k], p.grad, rtol=1e-4, atol=1e-6, msg=name)
