@@ -24,6 +24,10 @@ state counts and of the losses against the training step (drawn by
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -53,26 +57,70 @@ def spread(values) -> dict | None:
     return {"median": float(median), "q25": float(q25), "q75": float(q75), "n": int(x.size)}
 
 
-def _dynamics_of(run: RunDir, progress: bool) -> dict:
-    """The run's dynamics.json if it covers every checkpoint on disk, else a fresh track()."""
-    steps = run.steps()
-    if run.dynamics_path.is_file():
-        try:
-            dyn = json.loads(run.dynamics_path.read_text())
-        except json.JSONDecodeError:
-            dyn = None
-        if dyn and dyn.get("format") == DYNAMICS_FORMAT and [c["step"] for c in dyn.get("checkpoints", [])] == steps:
-            return dyn
-    return track(run.root, progress=progress)
+def _current_dynamics(run: RunDir) -> dict | None:
+    """The run's dynamics.json if it covers every checkpoint on disk, else None."""
+    if not run.dynamics_path.is_file():
+        return None
+    try:
+        dyn = json.loads(run.dynamics_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if dyn.get("format") == DYNAMICS_FORMAT and [c["step"] for c in dyn.get("checkpoints", [])] == run.steps():
+        return dyn
+    return None
 
 
-def aggregate_seeds(out_dir: str | Path, progress: bool = True) -> dict:
+def _track_quietly(run_dir: str) -> dict:
+    """track() in a worker process: one torch thread (the workers share the cores), no bars."""
+    import torch
+
+    torch.set_num_threads(1)
+    return track(run_dir, progress=False)
+
+
+def _track_all(runs: list[RunDir], progress: bool, jobs: int) -> list[dict]:
+    """Every run's dynamics: read where up to date, else tracked, ``jobs`` seeds at a time."""
+    dyns: list[dict | None] = [_current_dynamics(run) for run in runs]
+    todo = [k for k, d in enumerate(dyns) if d is None]
+    if not todo:
+        return dyns  # type: ignore[return-value]
+    jobs = max(1, min(jobs, len(todo)))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"track {len(todo)} seeds ×{jobs}", unit="seed", file=sys.stderr, dynamic_ncols=True)
+    try:
+        if jobs == 1:
+            for k in todo:
+                dyns[k] = track(runs[k].root, progress=False)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            # spawn, not fork: a forked child of a process that has used torch's thread pool can hang
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(_track_quietly, str(runs[k].root)): k for k in todo}
+                for future in as_completed(futures):
+                    dyns[futures[future]] = future.result()  # a worker's RnnAutomataError is re-raised here
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return dyns  # type: ignore[return-value]
+
+
+def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None = None) -> dict:
     """Track every seed run of a multi-seed folder and summarise the spread across seeds.
 
     Parameters
     ----------
     out_dir : a folder written by :func:`rnnautomata.batched.train_seeds`.
-    progress : show progress bars while tracking.
+    progress : show a progress bar over the seeds being tracked.
+    jobs : seeds tracked at once, each in its own process with one torch thread (default: the
+        number of CPUs). Seeds whose ``dynamics.json`` already covers every checkpoint are read,
+        not tracked again.
 
     Returns
     -------
@@ -91,11 +139,10 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True) -> dict:
         )
     seeds = list(manifest["seeds"])
     runs = [RunDir(top.root / d) for d in manifest["seed_dirs"]]
-    dyns = []
     for seed, run in zip(seeds, runs):
         if not run.steps():
             raise CheckpointError(f"{run.root} (seed {seed}) has no checkpoints; rerun `rnnautomata run` to train it")
-        dyns.append(_dynamics_of(run, progress))
+    dyns = _track_all(runs, progress, jobs if jobs is not None else (os.cpu_count() or 1))
 
     by_step: dict[int, list[dict]] = {}
     for dyn in dyns:

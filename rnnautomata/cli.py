@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
         from rnnautomata.batched import train_seeds
 
         train_seeds(study, out, device=args.device, progress=progress)
-        agg = aggregate_seeds(out, progress=progress)
+        agg = aggregate_seeds(out, progress=progress, jobs=args.jobs)
         _print_aggregate_summary(agg)
         print(f"run directory: {out} (one run per seed in {out}/seed_XXXX)")
         return 0
@@ -160,7 +160,7 @@ def cmd_track(args) -> int:
     if kind == "seeds":
         from rnnautomata.aggregate import aggregate_seeds
 
-        agg = aggregate_seeds(run, progress=not args.quiet)
+        agg = aggregate_seeds(run, progress=not args.quiet, jobs=args.jobs)
         if args.json:
             print(json.dumps(agg, indent=1))
         else:
@@ -213,6 +213,9 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+_JOBS_HELP = "many-seed folders: seeds tracked at once, one process each (default: the number of CPUs)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnautomata", description="Extract automata from networks as they train.")
     parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")
@@ -228,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")
     p.add_argument("--no-render", action="store_true", help="skip drawings and the HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("extract", help="print the machine extracted at a checkpoint")
@@ -247,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nerode", action="store_true",
                    help="also measure merge precision/recall against the task's Nerode classes at every checkpoint")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("render", help="draw machines and the merge timeline into RUN/figures")

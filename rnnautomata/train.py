@@ -223,7 +223,8 @@ def make_optimizer(model: RecurrentModel, study: Study) -> torch.optim.Optimizer
     return torch.optim.SGD(model.parameters(), lr=study.train.lr, momentum=study.train.momentum)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat tensors, ``optimizer/<param index>/<key>``."""
     out = {}
     for idx, state in opt.state_dict()["state"].items():
         for key, value in state.items():
@@ -232,6 +233,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
 
 
 def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Load the ``optimizer/...`` tensors of a checkpoint (:func:`optimizer_tensors`) into ``opt``."""
     sd = opt.state_dict()
     state: dict = {}
     for name, value in tensors.items():
@@ -244,7 +246,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
 
 def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    tensors.update(_optimizer_tensors(opt))
+    tensors.update(optimizer_tensors(opt))
     meta = {
         "format": "rnnautomata.checkpoint/1",
         "step": str(step),

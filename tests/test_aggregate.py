@@ -32,7 +32,7 @@ def test_spread_known_answers():
 
 
 def test_aggregate_matches_per_seed_dynamics(seeds_dir):
-    agg = aggregate_seeds(seeds_dir, progress=False)
+    agg = aggregate_seeds(seeds_dir, progress=False, jobs=1)
     assert agg["format"] == "rnnautomata.aggregate/1" and agg["seeds"] == SEEDS
     dyns = [read_dynamics(seed_dir(seeds_dir, s)) for s in SEEDS]  # written by the tracking
     assert [c["step"] for c in agg["checkpoints"]] == [c["step"] for c in dyns[0]["checkpoints"]]
@@ -61,16 +61,32 @@ def test_standalone_figure_from_the_aggregate(seeds_dir, tmp_path):
     from rnnautomata.aggregate import draw_seeds_timeline
 
     agg = json.loads((seeds_dir / "aggregate.json").read_text()) if (seeds_dir / "aggregate.json").exists() \
-        else aggregate_seeds(seeds_dir, progress=False)
+        else aggregate_seeds(seeds_dir, progress=False, jobs=1)
     files = draw_seeds_timeline(agg, tmp_path / "fig")
     assert [f.suffix for f in files] == [".png", ".svg"] and all(f.stat().st_size > 1000 for f in files)
 
 
 def test_existing_dynamics_are_reused(seeds_dir):
-    aggregate_seeds(seeds_dir, progress=False)
+    aggregate_seeds(seeds_dir, progress=False, jobs=1)
     stamps = [seed_dir(seeds_dir, s).joinpath("dynamics.json").stat().st_mtime_ns for s in SEEDS]
-    aggregate_seeds(seeds_dir, progress=False)
+    aggregate_seeds(seeds_dir, progress=False, jobs=1)
     assert stamps == [seed_dir(seeds_dir, s).joinpath("dynamics.json").stat().st_mtime_ns for s in SEEDS]
+
+
+def test_tracking_seeds_in_parallel_processes_gives_the_same_dynamics(seeds_dir):
+    """jobs=2 tracks two seeds at a time in spawned worker processes: same files as one by one."""
+    paths = [seed_dir(seeds_dir, s) / "dynamics.json" for s in SEEDS]
+
+    def fresh(jobs):
+        for p in paths:
+            p.unlink(missing_ok=True)
+        agg = aggregate_seeds(seeds_dir, progress=False, jobs=jobs)
+        return agg, [json.loads(p.read_text()) for p in paths]
+
+    serial, serial_dyns = fresh(1)
+    parallel, parallel_dyns = fresh(2)
+    assert parallel_dyns == serial_dyns
+    assert parallel == serial
 
 
 def test_single_run_is_refused(tmp_path):

@@ -88,3 +88,66 @@ def test_grokking_pipeline_runs(tmp_path):
     assert set(summary["final"]) == {"train/acc", "test/acc", "train/loss", "test/loss"}
     out = track_run(tmp_path)
     assert out["steps"] == [0, 10, 20] and set(out["spectral"]) == {"embed", "w_in", "w_out"}
+
+
+GROKKING = {"kind": "grokking", "data": {"modulus": 7, "train_fraction": 0.5},
+            "model": {"embed_dim": 4, "hidden_size": 8},
+            "train": {"epochs": 20, "eval_every": 5, "checkpoint_every": 5, "lr": 0.01}}
+
+
+def _checkpoint_files(run: Path) -> dict:
+    """Every checkpoint's tensors (as bytes) and metadata (safetensors orders the header's
+    metadata arbitrarily, so file bytes are compared through load_checkpoint)."""
+    from rnnautomata.runs import load_checkpoint
+
+    out = {}
+    for p in sorted((run / "checkpoints").iterdir()):
+        tensors, meta = load_checkpoint(p)
+        out[p.name] = ({k: v.numpy().tobytes() for k, v in tensors.items()}, meta)
+    return out
+
+
+@pytest.mark.parametrize("module, raw", [("study", tiny_icl()), ("grokking", GROKKING)])
+def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch, module, raw):
+    """Killed after its second checkpoint, a rerun resumes from it (weights, AdamW moments,
+    metrics) and ends with checkpoints and metrics byte-identical to a run never interrupted."""
+    import importlib
+
+    from rnnautomata.icl import study as icl_study
+
+    study = load_study(raw)
+    run_study(study, tmp_path / "whole", "cpu", progress=False)
+    mod = importlib.import_module(f"rnnautomata.icl.{module}")
+    real = icl_study.record_checkpoint
+    calls = []
+
+    def record_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "record_checkpoint", record_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, tmp_path / "cut", "cpu", progress=False)
+    kept = _checkpoint_files(tmp_path / "cut")
+    assert len(kept) == 2
+    monkeypatch.setattr(mod, "record_checkpoint", real)
+    run_study(study, tmp_path / "cut", "cpu", progress=False)
+    whole, cut = _checkpoint_files(tmp_path / "whole"), _checkpoint_files(tmp_path / "cut")
+    assert cut.keys() == whole.keys() and all(cut[k] == kept[k] for k in kept)  # kept files untouched
+    assert cut == whole
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+    assert json.loads((tmp_path / "cut" / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_different_study_in_the_folder_is_refused_and_left_alone(tmp_path):
+    from rnnautomata.errors import CheckpointError
+
+    run_study(load_study(tiny_icl()), tmp_path, "cpu", progress=False)
+    before = _checkpoint_files(tmp_path)
+    with pytest.raises(CheckpointError, match="holds a different study; use another --out"):
+        run_study(load_study(tiny_icl(train={"lr": 0.01})), tmp_path, "cpu", progress=False)
+    with pytest.raises(CheckpointError, match="holds a different study"):
+        run_study(load_study(GROKKING), tmp_path, "cpu", progress=False)
+    assert _checkpoint_files(tmp_path) == before

@@ -20,10 +20,10 @@ from tqdm import tqdm
 from rnnautomata.data.sequences import modular_addition, split_pairs
 from rnnautomata.errors import CheckpointError, TrainingError
 from rnnautomata.icl import figures, measures
-from rnnautomata.icl.config import GrokkingStudy, study_to_toml
-from rnnautomata.icl.study import record_checkpoint
+from rnnautomata.icl.config import GrokkingStudy
+from rnnautomata.icl.study import model_tensors, open_run, record_checkpoint
 from rnnautomata.models.mlp import TwoTokenMLP
-from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint
+from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 
 __all__ = ["run_grokking", "track_grokking", "jump_step"]
 
@@ -44,18 +44,14 @@ def _setup(study: GrokkingStudy, device: str):
 def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress: bool = True) -> dict:
     """Train; write study.toml, manifest, metrics.jsonl, checkpoints; return a summary."""
     run = RunDir(out)
-    run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.study_path, study_to_toml(study))
-    if run.metrics_path.exists():
-        run.rewrite_metrics([])
-    run.write_manifest(kind=study.kind, name=study.name, status="running", device=device, steps=[],
-                       total_steps=study.train.epochs)
     t = study.train
     model, (x_tr, y_tr), (x_te, y_te) = _setup(study, device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.98))
-    records, saved = [], []
-    bar = tqdm(total=t.epochs, disable=not progress, desc=study.name, unit="step")
-    for step in range(t.epochs + 1):
+    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
+    start = saved[-1] if saved else 0
+    resumed = bool(saved)  # step `start` is already recorded and saved
+    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
+    for step in range(start, t.epochs + 1):
         logits = model(x_tr)
         loss = F.cross_entropy(logits, y_tr)
         if not torch.isfinite(loss):
@@ -63,7 +59,7 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
             run.write_manifest(status="failed", steps=saved)
             raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}); "
                                 f"checkpoints up to step {saved[-1] if saved else 0} are kept")
-        if step % t.eval_every == 0:
+        if step % t.eval_every == 0 and not (resumed and step == start):
             with torch.no_grad():
                 test_logits = model(x_te)
                 records.append({
@@ -73,8 +69,8 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
                     "test/acc": float((test_logits.argmax(-1) == y_te).float().mean()),
                     "weights/norm": float(sum(p.pow(2).sum() for p in model.parameters()).sqrt()),
                 })
-        if step % t.checkpoint_every == 0 or step == t.epochs:
-            record_checkpoint(run, step, model, {"kind": "grokking"}, records, saved)
+        if (step % t.checkpoint_every == 0 or step == t.epochs) and not (resumed and step == start):
+            record_checkpoint(run, step, model, opt, {"kind": "grokking"}, records, saved)
         if step == t.epochs:
             break
         opt.zero_grad(set_to_none=True)
@@ -111,7 +107,7 @@ def track_grokking(study: GrokkingStudy, run: RunDir) -> dict:
     steps = run.steps()
     if not steps:
         raise CheckpointError(f"{run.root} has no checkpoints yet; run `rnnautomata run` first")
-    states = [load_checkpoint(run.checkpoint_path(s))[0] for s in steps]
+    states = [model_tensors(load_checkpoint(run.checkpoint_path(s))[0]) for s in steps]
     k = study.measures.top_k
     spec = measures.spectral_dynamics(states, WEIGHTS, study.measures.rel_tol)
     stab = measures.subspace_stability(states, k, WEIGHTS)

@@ -30,8 +30,9 @@ from rnnautomata.icl import algorithms, figures, measures, theory
 from rnnautomata.icl.config import GrokkingStudy, ICLStudy, study_from_dict, study_to_toml
 from rnnautomata.models.linear_attention import LinearAttention, token_moments
 from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rnnautomata.train import optimizer_tensors, restore_optimizer
 
-__all__ = ["load_study", "run_study", "track_run", "build_icl", "ICLSetup"]
+__all__ = ["load_study", "run_study", "track_run", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors"]
 
 
 def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
@@ -39,12 +40,63 @@ def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
     return study_from_dict(raw)
 
 
-def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, metadata: dict, records: list, saved: list) -> None:
-    """Save the weights at ``step``, append it to ``saved``, and bring metrics and manifest up to date."""
-    save_checkpoint(run.checkpoint_path(step), dict(model.state_dict()), {**metadata, "step": str(step)})
+def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                      metadata: dict, records: list, saved: list) -> None:
+    """Save the weights (under their own names) and the optimizer state (``optimizer/...``) at
+    ``step``, append it to ``saved``, and bring metrics and manifest up to date."""
+    tensors = {**model.state_dict(), **optimizer_tensors(opt)}
+    save_checkpoint(run.checkpoint_path(step), tensors, {**metadata, "step": str(step)})
     saved.append(step)
     run.rewrite_metrics(records)
     run.write_manifest(steps=saved)
+
+
+def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An icl/grokking checkpoint's weights, without its optimizer state."""
+    return {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
+
+
+def open_run(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: torch.nn.Module,
+             opt: torch.optim.Optimizer) -> tuple[list[dict], list[int]]:
+    """Start the run directory, or resume the run of this very study found there.
+
+    Returns ``(records, saved)``: the metrics rows and checkpoint steps kept. When resuming, the
+    model and optimizer are loaded from the last checkpoint, so the rest of the run is the one an
+    uninterrupted run would have made. A folder holding a different study is an error: a rerun
+    never overwrites another run's checkpoints or mixes two runs in one folder.
+    """
+    toml_text = study_to_toml(study)
+    records: list[dict] = []
+    saved: list[int] = []
+    if run.exists():
+        manifest = run.read_manifest()
+        if manifest.get("kind") != study.kind or not run.study_path.is_file() or run.study_path.read_text() != toml_text:
+            raise CheckpointError(f"{run.root} holds a different study; use another --out (or delete the folder to start over)")
+        saved = run.steps()
+        if saved:
+            tensors, _ = load_checkpoint(run.checkpoint_path(saved[-1]))
+            if saved[-1] > 0 and not any(k.startswith("optimizer/") for k in tensors) and _has_state(opt):
+                raise CheckpointError(f"{run.root} was written without optimizer state and cannot resume; "
+                                      "delete the folder (or use another --out) to start over")
+            try:
+                model.load_state_dict(model_tensors(tensors))
+            except RuntimeError as err:
+                raise CheckpointError(f"checkpoint step {saved[-1]} in {run.root} does not fit the study's model "
+                                      f"({str(err).splitlines()[0]}); delete the folder to start over") from None
+            restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()})
+            records = [r for r in run.read_metrics() if r.get("step", 0) <= saved[-1]]
+    else:
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.study_path, toml_text)
+    run.rewrite_metrics(records)
+    run.write_manifest(kind=study.kind, name=study.name, status="running", device=device, steps=saved,
+                       total_steps=study.train.epochs)
+    return records, saved
+
+
+def _has_state(opt: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer keeps per-parameter state (momentum, Adam moments) between steps."""
+    return not (isinstance(opt, torch.optim.SGD) and not opt.defaults.get("momentum"))
 
 
 def run_study(study: ICLStudy | GrokkingStudy, out_dir: Path, device: str = "cpu", progress: bool = True) -> dict:
@@ -111,15 +163,6 @@ def build_icl(study: ICLStudy, device: str = "cpu") -> ICLSetup:
     return ICLSetup(study, device)
 
 
-def _start_run(run: RunDir, study, device: str) -> None:
-    run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.study_path, study_to_toml(study))
-    if run.metrics_path.exists():
-        run.rewrite_metrics([])
-    run.write_manifest(kind=study.kind, name=study.name, status="running", device=device,
-                       steps=[], total_steps=study.train.epochs)
-
-
 def _suite_predictions(setup: ICLSetup) -> dict[str, torch.Tensor]:
     suite = algorithms.predictor_suite(setup.covariance, setup.study.data.noise_std)
     return {name: f(setup.test).float() for name, f in suite.items()}
@@ -127,7 +170,6 @@ def _suite_predictions(setup: ICLSetup) -> dict[str, torch.Tensor]:
 
 def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
     run = RunDir(out)
-    _start_run(run, study, device)
     setup = build_icl(study, device)
     model = setup.new_model()
     t = study.train
@@ -138,10 +180,11 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
     zz_test, zq_test = token_moments(setup.test.tokens), setup.test.tokens[:, -1, :]
     suite = _suite_predictions(setup)
     opt = torch.optim.SGD(model.parameters(), lr=t.lr)
-    records: list[dict] = []
-    saved: list[int] = []
-    bar = tqdm(total=t.epochs, disable=not progress, desc=f"{study.name}", unit="step")
-    for step in range(t.epochs + 1):
+    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
+    start = saved[-1] if saved else 0
+    resumed = bool(saved)  # step `start` is already recorded and saved
+    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=f"{study.name}", unit="step")
+    for step in range(start, t.epochs + 1):
         loss = ((model.forward_moments(zz, z_q) - setup.train.target) ** 2).mean()
         if not torch.isfinite(loss):
             run.rewrite_metrics(records)
@@ -150,7 +193,7 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
                 f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}), "
                 f"e.g. --set train.lr={t.lr / 4:g}; checkpoints up to step {saved[-1] if saved else 0} are kept"
             )
-        if step % t.eval_every == 0:
+        if step % t.eval_every == 0 and not (resumed and step == start):
             with torch.no_grad():
                 pred_test = model.forward_moments(zz_test, zq_test)
                 test_loss = float(((pred_test - setup.test.target) ** 2).mean())
@@ -161,8 +204,8 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
             rec.update({f"modes/kappa_{d + 1}": float(k) for d, k in enumerate(setup.modes(gamma))})
             rec.update({f"algo/{k}": v for k, v in dist.items()})
             records.append(rec)
-        if step % t.checkpoint_every == 0 or step == t.epochs:
-            record_checkpoint(run, step, model, {"kind": "icl", "loss": repr(loss.item())}, records, saved)
+        if (step % t.checkpoint_every == 0 or step == t.epochs) and not (resumed and step == start):
+            record_checkpoint(run, step, model, opt, {"kind": "icl", "loss": repr(loss.item())}, records, saved)
         if step == t.epochs:
             break
         opt.zero_grad(set_to_none=True)
@@ -299,12 +342,12 @@ def _track_icl(study: ICLStudy, run: RunDir) -> dict:
     for s in steps:
         tensors, _ = load_checkpoint(run.checkpoint_path(s))
         try:
-            model.load_state_dict(tensors)
+            model.load_state_dict(model_tensors(tensors))
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
         with torch.no_grad():
             gamma = model.effective_matrix().detach()
-            states.append({**tensors, "effective_gamma": gamma})
+            states.append({**model_tensors(tensors), "effective_gamma": gamma})
             dist.append(measures.which_algorithm(model(setup.test.tokens), suite, setup.test.target))
     k = study.measures.top_k
     spec = measures.spectral_dynamics(states, rel_tol=study.measures.rel_tol)
