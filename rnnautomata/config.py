@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from rnnautomata.errors import ConfigError
+from rnnautomata.fields import build_section, coerce_field
 
 __all__ = [
     "TaskConfig",
@@ -185,57 +187,6 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
     return out
 
 
-def _type_ok(value: Any, annotation: str) -> Any:
-    """Check/coerce ``value`` against a field annotation string; return the coerced value or raise TypeError."""
-    optional = "None" in annotation
-    if value is None:
-        if optional:
-            return None
-        raise TypeError("may not be empty")
-    base = annotation.replace(" | None", "")
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        raise TypeError("must be true or false")
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError("must be an integer")
-        return value
-    if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError("must be a number")
-        return float(value)
-    if base == "str":
-        if not isinstance(value, str):
-            raise TypeError("must be a string")
-        return value
-    if base.startswith("tuple[int"):
-        if isinstance(value, (list, tuple)) and len(value) == 0:
-            raise TypeError("must be a non-empty list of integers")
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise TypeError("must be a list of integers")
-        return tuple(value)
-    raise TypeError(f"unsupported type {annotation}")  # pragma: no cover
-
-
-def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"[{prefix}] must be a table, got {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown field {prefix}.{unknown[0]}; allowed in [{prefix}]: {', '.join(known)}")
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{prefix}.{name}"
-        try:
-            kwargs[name] = _type_ok(value, known[name].type)
-        except TypeError as err:
-            raise ConfigError(f"{key} {err} (got {value!r})") from None
-        _check_value(key, kwargs[name])
-    return cls(**kwargs)
-
-
 def _check_value(key: str, value: Any) -> None:
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
@@ -254,15 +205,13 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
             f"unknown key {unknown[0]!r} in the study; allowed: {', '.join(list(top) + list(_SECTIONS))}"
         )
     kwargs: dict[str, Any] = {}
-    for name, f in top.items():
+    hints = typing.get_type_hints(Study)
+    for name in top:
         if name in raw:
-            try:
-                kwargs[name] = _type_ok(raw[name], f.type)
-            except TypeError as err:
-                raise ConfigError(f"{name} {err} (got {raw[name]!r})") from None
+            kwargs[name] = coerce_field(name, raw[name], hints[name])
             _check_value(name, kwargs[name])
     for section, cls in _SECTIONS.items():
-        kwargs[section] = _build(cls, raw.get(section, {}), section)
+        kwargs[section] = build_section(cls, raw.get(section, {}), section, _check_value)
     study = Study(**kwargs)
     _cross_check(study)
     return study

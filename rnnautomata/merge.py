@@ -4,8 +4,11 @@ Step 2 of DESIGN.md's "Extraction, precisely". Every merger is a scikit-learn-st
 `__init__` stores parameters, `fit(X)` returns self and sets `labels_` ((N,) ints numbered by first
 appearance, so row 0's cluster is 0) and `n_clusters_`.
 
->>> merger = LeaderMerger(epsilon=0.05).fit(hidden)   # hidden: (N, H)
->>> merger.labels_                                     # (N,)
+>>> import numpy as np
+>>> hidden = np.array([[0.0, 0.0], [0.01, 0.0], [1.0, 1.0]])   # (N, H)
+>>> merger = LeaderMerger(epsilon=0.05).fit(hidden)
+>>> merger.labels_.tolist(), merger.n_clusters_
+([0, 0, 1], 2)
 
 Leader versus single linkage at the same epsilon
 ------------------------------------------------

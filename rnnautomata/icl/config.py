@@ -8,12 +8,12 @@ tasks/grokking_modular_addition.toml.
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from rnnautomata.errors import ConfigError
 from rnnautomata.config import toml_value
+from rnnautomata.fields import build_section
 
 __all__ = [
     "ICLData", "ICLModel", "ICLTrain", "Measures", "ICLStudy",
@@ -106,57 +106,15 @@ _CHOICES = {"model.parametrization": ("merged", "separate")}
 _NONNEGATIVE = {"data.noise_std", "train.weight_decay", "train.seed"}
 
 
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    args = typing.get_args(annotation)
-    if value is None:
-        raise ConfigError(f"{key} may not be empty")
-    if args and type(None) in args:                     # X | None
-        annotation = next(a for a in args if a is not type(None))
-        args = typing.get_args(annotation)
-    if args and str in args and isinstance(value, str):  # str | tuple[float, ...]
-        return value
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false (got {value!r})")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be an integer (got {value!r})")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key} must be a number (got {value!r})")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string (got {value!r})")
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return tuple(float(v) for v in value)
-    raise ConfigError(f"{key} must be a string or a list of numbers (got {value!r})")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"[{prefix}] must be a table, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown field {prefix}.{unknown[0]}; allowed in [{prefix}]: {', '.join(known)}")
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{prefix}.{name}"
-        v = _coerce(key, value, hints[name])
-        if key in _CHOICES and v not in _CHOICES[key]:
-            raise ConfigError(f"{key} = {v!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if key in _NONNEGATIVE and v < 0:
-                raise ConfigError(f"{key} must be ≥ 0 (got {v!r})")
-            if key not in _NONNEGATIVE and v <= 0:
-                raise ConfigError(f"{key} must be positive (got {v!r})")
-        kwargs[name] = v
-    return cls(**kwargs)
+def _check_value(key: str, value: Any) -> None:
+    """ICL/grokking rules: listed choices; every number positive, except the ones that may be 0."""
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key in _NONNEGATIVE and value < 0:
+            raise ConfigError(f"{key} must be ≥ 0 (got {value!r})")
+        if key not in _NONNEGATIVE and value <= 0:
+            raise ConfigError(f"{key} must be positive (got {value!r})")
 
 
 _KINDS = {"icl": ICLStudy, "grokking": GrokkingStudy}
@@ -182,11 +140,9 @@ def study_from_dict(raw: Mapping[str, Any]) -> ICLStudy | GrokkingStudy:
         kwargs["name"] = raw["name"]
     for section in _SECTIONS:
         sub = raw.get(section, {})
-        base = dataclasses.asdict(getattr(defaults, section))
-        if isinstance(sub, Mapping):
-            base.update(sub)
-            sub = {k: v for k, v in base.items() if v is not None}
-        kwargs[section] = _build(type(getattr(defaults, section)), sub, section)
+        if isinstance(sub, Mapping):  # the study's own section defaults (grokking's top_k = 8), then the file's
+            sub = {**dataclasses.asdict(getattr(defaults, section)), **sub}
+        kwargs[section] = build_section(type(getattr(defaults, section)), sub, section, _check_value)
     study = cls(**kwargs)
     _cross_check(study)
     return study

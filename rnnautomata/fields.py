@@ -1,0 +1,115 @@
+"""One checker for every study section: raw TOML values against a frozen dataclass's type hints.
+
+Both study families (``rnnautomata.config`` for automata studies, ``rnnautomata.icl.config`` for
+icl/grokking) build their sections with :func:`build_section`; each keeps its own value rules
+(allowed choices, positive numbers) and passes them in as ``check``. Every problem is a
+:class:`~rnnautomata.errors.ConfigError` whose one line names the field, what it must be and
+what it got.
+
+Supported hints: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``,
+``tuple[int, ...]`` / ``tuple[float, ...]`` (a non-empty TOML array), ``X | None`` and unions
+such as ``str | tuple[float, ...]``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import fields
+from typing import Any, Callable, Mapping
+
+from rnnautomata.errors import ConfigError
+
+__all__ = ["coerce_field", "build_section"]
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(annotation: Any) -> str:
+    if annotation in _NAMES:
+        return _NAMES[annotation]
+    if typing.get_origin(annotation) is tuple:
+        elem = typing.get_args(annotation)[0]
+        return "a non-empty list of " + {int: "integers", float: "numbers"}.get(elem, str(elem))
+    return str(annotation)  # pragma: no cover
+
+
+def coerce_field(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` checked against the resolved type hint ``annotation``, converted where TOML is
+    looser than the hint (int for float, array for tuple).
+
+    Examples
+    --------
+    >>> coerce_field("train.lr", 1, float)
+    1.0
+    >>> coerce_field("task.test_lengths", [100, 1000], tuple[int, ...])
+    (100, 1000)
+    >>> coerce_field("train.epochs", 1.5, int)
+    Traceback (most recent call last):
+    ...
+    rnnautomata.errors.ConfigError: train.epochs must be an integer (got 1.5)
+    """
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None:
+            if len(options) < len(args):
+                return None
+            raise ConfigError(f"{key} may not be empty")
+        for option in options:
+            try:
+                return coerce_field(key, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {' or '.join(_describe(o) for o in options)} (got {value!r})")
+    if value is None:
+        raise ConfigError(f"{key} may not be empty")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(annotation) is tuple:
+        elem = args[0]
+        if isinstance(value, (list, tuple)) and value:
+            try:
+                return tuple(coerce_field(key, v, elem) for v in value)
+            except ConfigError:
+                pass
+    else:  # pragma: no cover - a dataclass field of a type this module does not know
+        raise TypeError(f"{key}: unsupported field type {annotation!r}")
+    raise ConfigError(f"{key} must be {_describe(annotation)} (got {value!r})")
+
+
+def build_section(
+    cls: type,
+    raw: Any,
+    prefix: str,
+    check: Callable[[str, Any], None] | None = None,
+) -> Any:
+    """Build the frozen dataclass ``cls`` from the TOML table ``raw`` of section ``[prefix]``.
+
+    Unknown fields, values of the wrong type, and values ``check(key, value)`` rejects are
+    ConfigErrors; fields not in ``raw`` keep the dataclass's defaults.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{prefix}] must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown field {prefix}.{unknown[0]}; allowed in [{prefix}]: {', '.join(known)}")
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}"
+        kwargs[name] = coerce_field(key, value, hints[name])
+        if check is not None:
+            check(key, kwargs[name])
+    return cls(**kwargs)
