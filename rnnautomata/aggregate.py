@@ -11,6 +11,8 @@ writes ``aggregate.json`` (format ``rnnautomata.aggregate/1``)::
                       "n_states_min": {...}, "val_loss": {...}, "train_loss": {...},
                       "fraction_finite": 1.0}, ...],
      "finite_from_step": {"per_seed": [11340, null, ...], "median": 11340.0, "n_never": 1},
+     "peak": {"per_seed": [{"seed": 0, "n_states": 353, "n_states_min": 136, "step": 11130}, ...],
+              "n_states": {"median": ..., "q25": ..., "q75": ..., "n": 8}, "step": {...}},
      "final": {"step": 21000, "per_seed": [{"seed": 0, "n_states": 27, "n_states_min": 2,
                "finite": true, "equivalent_to_truth": true, "acc_by_length": {"100": 1.0}}, ...]}}
 
@@ -163,9 +165,11 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
         })
     finite_from = [d["finite_from_step"] for d in dyns]
     became = [f for f in finite_from if f is not None]
-    final = []
+    final, peaks = [], []
     for seed, dyn in zip(seeds, dyns):
         last = dyn["checkpoints"][-1]
+        peak = max(dyn["checkpoints"], key=lambda c: c["n_states"])  # the first checkpoint at the peak
+        peaks.append({"seed": seed, "n_states": peak["n_states"], "n_states_min": peak["n_states_min"], "step": peak["step"]})
         final.append({
             "seed": seed,
             "step": last["step"],
@@ -185,6 +189,11 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
             "per_seed": finite_from,
             "median": float(np.median(became)) if became else None,
             "n_never": len(finite_from) - len(became),
+        },
+        "peak": {
+            "per_seed": peaks,
+            "n_states": spread([p["n_states"] for p in peaks]),
+            "step": spread([p["step"] for p in peaks]),
         },
         "final": {"step": max(f["step"] for f in final), "per_seed": final},
     }

@@ -129,6 +129,11 @@ def _print_aggregate_summary(agg: dict) -> None:
     final = agg["final"]["per_seed"]
     n_eq = sum(bool(s.get("equivalent_to_truth")) for s in final)
     print(f"finite from step: median {ff['median']} over {len(ff['per_seed']) - ff['n_never']} seeds; never finite: {ff['n_never']}")
+    peak = agg.get("peak")
+    if peak and peak["n_states"]:
+        n, s = peak["n_states"], peak["step"]
+        print(f"peak merged states (end of the tree phase): median {n['median']:.0f} [{n['q25']:.0f}, {n['q75']:.0f}] "
+              f"at step median {s['median']:.0f} [{s['q25']:.0f}, {s['q75']:.0f}]")
     print(f"final machines equivalent to the task's machine: {n_eq} of {len(final)} seeds")
 
 

@@ -777,6 +777,9 @@ def plot_timeline(
     return _save(fig, path_stem, formats)
 
 
+_SEED_TRACES = 64  # up to this many seeds, each seed's state count is drawn too
+
+
 def plot_timeline_seeds(
     runs: Sequence[Mapping[str, Any]],
     path_stem: str | Path,
@@ -789,7 +792,9 @@ def plot_timeline_seeds(
 
     Each run's losses and state counts are interpolated (in log space) onto the union of all
     runs' steps, inside that run's range only. The median first-finite step is a dashed line and
-    its interquartile range a green band.
+    its interquartile range a green band; a bottom strip has one tick per seed at its first finite
+    step (and counts the seeds that never became finite). Up to 64 seeds, each seed's merged state
+    count is drawn as a thin line behind the band.
 
     Parameters
     ----------
@@ -820,8 +825,11 @@ def plot_timeline_seeds(
             rows.append(row)
         return np.array(rows)
 
-    fig = Figure(figsize=(9, 5.6), dpi=100)
-    ax_loss, ax_states = fig.subplots(2, 1, sharex=True, gridspec_kw={"hspace": 0.12})
+    fig = Figure(figsize=(9, 6.6), dpi=100)
+    ax_loss, ax_states, ax_first = fig.subplots(3, 1, sharex=True, gridspec_kw={"hspace": 0.12, "height_ratios": [3, 3, 1]})
+    if len(runs) <= _SEED_TRACES:  # every seed's own state count, thin, behind the band
+        for row in on_grid("n_states"):
+            ax_states.plot(grid, row, color="#333333", lw=0.5, alpha=0.25)
     curves = ((ax_loss, "train_loss", "train loss", "#1f77b4"), (ax_loss, "val_loss", "validation loss", "#d62728"),
               (ax_states, "n_states", "merged states", "#333333"),
               (ax_states, "n_states_min", "minimised states", "#9467bd"))
@@ -847,14 +855,24 @@ def plot_timeline_seeds(
         ax.set_yscale("log")
         ax.grid(alpha=0.25, lw=0.5)
         ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    # the distribution of the first finite step: one tick per seed that became finite
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(finite))  # fixed: the same figure every time
+    ax_first.scatter(finite, jitter, marker="|", s=120, color="#2ca02c", lw=1.5)
+    never = len(runs) - len(finite)
+    ax_first.set_ylim(-0.6, 0.6)
+    ax_first.set_yticks([])
+    ax_first.set_ylabel("first\nfinite", fontsize=8)
+    ax_first.text(0.99, 0.5, f"never finite: {never} of {len(runs)}", transform=ax_first.transAxes,
+                  ha="right", va="center", fontsize=8)
+    ax_first.grid(alpha=0.25, lw=0.5, axis="x")
     ax_loss.set_ylabel("loss")
     ax_states.set_ylabel("number of states")
-    ax_states.set_xlabel("training step")
-    ax_states.set_xscale(xscale)
+    ax_first.set_xlabel("training step")
+    ax_first.set_xscale(xscale)
     for ax in (ax_loss, ax_states):
         _plain_log_axis(ax)
     fig.suptitle(title or f"{len(runs)} seeds: median and interquartile range", fontsize=11)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.92, bottom=0.09)
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.08)
     return _save(fig, path_stem, formats)
 
 

@@ -49,6 +49,13 @@ def test_aggregate_matches_per_seed_dynamics(seeds_dir):
     assert agg["finite_from_step"]["n_never"] == sum(f is None for f in ff)
     became = [f for f in ff if f is not None]
     assert agg["finite_from_step"]["median"] == (float(np.median(became)) if became else None)
+    peaks = agg["peak"]["per_seed"]
+    for s, d, p in zip(SEEDS, dyns, peaks):
+        counts = [c["n_states"] for c in d["checkpoints"]]
+        first_top = counts.index(max(counts))
+        assert p == {"seed": s, "n_states": max(counts), "step": d["checkpoints"][first_top]["step"],
+                     "n_states_min": d["checkpoints"][first_top]["n_states_min"]}
+    assert agg["peak"]["n_states"]["median"] == float(np.median([p["n_states"] for p in peaks]))
     finals = agg["final"]["per_seed"]
     assert [f["seed"] for f in finals] == SEEDS
     assert all("20" in f["acc_by_length"] for f in finals)
