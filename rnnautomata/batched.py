@@ -97,9 +97,10 @@ class _ElmanThroughTime(torch.autograd.Function):
     from its seed's one state ``h0``. Autograd through torch.nn.RNN records ~3 nodes a step and
     computes ``dW`` with one small matmul a step; here:
 
-    - the input projection is a row gather written straight into the state buffer, and its
-      gradient an index-add of d(pre-activation) rows (a one-hot matmul's backward is a slow,
-      degenerate (H × T·B) @ (T·B × A) product);
+    - the input projection is a row gather written straight into the state buffer; its gradient
+      is an index-add of d(pre-activation) rows on the CPU (a one-hot matmul's backward there is a
+      slow, degenerate (H × T·B) @ (T·B × A) product) and a one-hot product per step on a GPU
+      (deterministic, unlike CUDA's atomic index-add);
     - step 1 costs one vector-matrix product, ``h0 @ W``, shared by every row of the batch, and so
       does its share of ``dW`` (an outer product) and ``dh0`` (torch.nn.RNN multiplies a (B, H)
       block of copies of h0 there);
@@ -138,14 +139,14 @@ class _ElmanThroughTime(torch.autograd.Function):
             act(h_views[0].add_(first))
             for t in range(1, T):
                 act(h_views[t].baddbmm_(h_views[t - 1], w_t))
-        ctx.save_for_backward(buf, rows, h0, w_t)
+        ctx.save_for_backward(buf, rows, symbols, h0, w_t)
         ctx.relu, ctx.last_only, ctx.per_seed, ctx.n_symbols = relu, last_only, per_seed, A
         return hs[:, -1] if last_only else hs
 
     @staticmethod
     def backward(ctx, grad):
         # grad (n, B, H) if last_only else (n, T, B, H)
-        buf, rows, h0, w_t = ctx.saved_tensors
+        buf, rows, symbols, h0, w_t = ctx.saved_tensors
         per_seed, last_only, A = ctx.per_seed, ctx.last_only, ctx.n_symbols
         hs = buf if per_seed else buf.transpose(0, 1)  # (n, T, B, H)
         n, T, B, H = hs.shape
@@ -185,18 +186,22 @@ class _ElmanThroughTime(torch.autograd.Function):
             dpre_buf = torch.empty_like(buf)  # (T, n, B, H)
             d_views, h_views = dpre_buf.unbind(0), buf.unbind(0)  # T × (n, B, H)
             w_back = w_t.transpose(1, 2).contiguous()  # (n, H, H)
+            # the table's gradient as one-hot products, step by step: deterministic on a GPU,
+            # where index_add_ adds atomically in no fixed order
+            onehot_t = F.one_hot(symbols, A).to(buf.dtype).permute(2, 0, 3, 1)  # (T, n, A, B)
+            dtable_seeds = dtable.view(n, A, H)
             dh = (grad if last_only else grad[:, T - 1]).clone()  # (n, B, H)
             for t in range(T - 1, -1, -1):
                 if t < T - 1 and not last_only:
                     dh += grad[:, t]
                 act_backward(dh, h_views[t], d_views[t])
+                dtable_seeds.baddbmm_(onehot_t[t], d_views[t])  # (n, A, H)
                 if t > 0:
                     torch.bmm(d_views[t], w_back, out=dh)
             d_first = d_views[0].sum(1)  # (n, H)
             prev = hs[:, : T - 1].reshape(n, -1, H)  # (n, (T-1)·B, H)
             cur = dpre_buf.transpose(0, 1)[:, 1:].reshape(n, -1, H)
             torch.baddbmm(h0.unsqueeze(2) * d_first.unsqueeze(1), prev.transpose(1, 2), cur, out=dw)
-            dtable.index_add_(0, rows, dpre_buf.view(-1, H))
             if want_h0:
                 dh0 = torch.bmm(w_t, d_first.unsqueeze(2)).squeeze(2)  # (n, H)
         return dtable.view(n, A, H), None, dh0, dw, None, None
