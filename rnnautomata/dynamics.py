@@ -31,7 +31,7 @@ from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings
 from rnnautomata.runs import RunDir, atomic_write_json
 from rnnautomata.train import load_model
 
-__all__ = ["DYNAMICS_FORMAT", "successor_map", "merge_events", "phases", "finite_from", "track", "read_dynamics"]
+__all__ = ["DYNAMICS_FORMAT", "unsupervised_length", "successor_map", "merge_events", "phases", "finite_from", "track", "read_dynamics"]
 
 DYNAMICS_FORMAT = "rnnautomata.dynamics/1"
 
@@ -145,6 +145,13 @@ def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool
     return out, task
 
 
+def unsupervised_length(study) -> int:
+    """Prefixes shorter than this were never supervised: with ``task.target = "last"`` the
+    network's output is trained only after whole strings of length ``train_min_length`` or more
+    (so with the default of 1, never on the empty prefix); with ``"all"`` every prefix is."""
+    return study.task.train_min_length if study.task.target == "last" else 0
+
+
 def track(
     run_dir: str | Path,
     merger: str | None = None,
@@ -195,9 +202,10 @@ def track(
         from tqdm.auto import tqdm
 
         iterator = tqdm(probed, desc="extract", unit="ckpt")
+    unsupervised_below = unsupervised_length(study)
     for p in iterator:
         labels = make_merger(merger_name, **params).fit(p.result.states).labels_
-        ext = extract_machine(p.result, labels, task.alphabet, task.outputs)
+        ext = extract_machine(p.result, labels, task.alphabet, task.outputs, unsupervised_below)
         minimal = ext.machine.minimize()
         m = metrics.get(p.step, {})
         acc = {k.split("len", 1)[1]: v for k, v in m.items() if k.startswith("eval/acc_len")}

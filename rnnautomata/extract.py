@@ -11,6 +11,7 @@ short string and on long sampled ones, and reports the shortest disagreeing stri
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,9 +100,20 @@ def _reachable(transitions: np.ndarray, start: int) -> np.ndarray:
 
 
 def extract_machine(
-    probe_result: ProbeResult, labels, alphabet: Sequence[str], outputs: Sequence[str]
+    probe_result: ProbeResult,
+    labels,
+    alphabet: Sequence[str],
+    outputs: Sequence[str],
+    unsupervised_below: int = 0,
 ) -> Extraction:
     """Build the machine whose states are the clusters of `labels`.
+
+    Prefixes shorter than ``unsupervised_below`` are ones training never asked the network about
+    (with ``task.target = "last"`` and ``train_min_length = 1``, just the empty prefix): their
+    outputs do not vote. A state with no other member has a *free* output; it gets the output that
+    makes the minimised machine smallest (trying every assignment, at most
+    ``_MAX_FREE_ASSIGNMENTS``; ties keep the network's own output), and ``machine.meta`` records
+    ``free_output_states`` and ``network_output_of_free_states`` so that the choice stays visible.
 
     Parameters
     ----------
@@ -113,6 +125,8 @@ def extract_machine(
         Input symbol names; len = tree.n_symbols.
     outputs : sequence of str
         Output label names; the network's classes index them.
+    unsupervised_below : int
+        Prefix length below which the network's outputs were never trained (0: every prefix is).
 
     Returns
     -------
@@ -151,12 +165,21 @@ def extract_machine(
         agreeing += int(best_count.sum())
     n_edges = tree.n_nodes - 1
     out_best, out_count, _ = _majority(state, net_out, n_states, len(outputs))
+    meta: dict = {"n_prefixes": tree.n_nodes, "depth": tree.max_depth}
+    voting = tree.depth >= unsupervised_below  # (N,)
+    if not voting.all():
+        voted, _, n_votes = _majority(state[voting], net_out[voting], n_states, len(outputs))
+        free = np.flatnonzero(n_votes == 0)  # states with no supervised member
+        own = out_best[free].copy()
+        out_best = np.where(n_votes > 0, voted, out_best)
+        out_best[free] = _smallest_filling(transitions, out_best, free, len(outputs), alphabet, outputs)
+        if len(free):
+            meta["free_output_states"] = free.tolist()
+            meta["network_output_of_free_states"] = own.tolist()
+        out_count = np.bincount(state, weights=(net_out == out_best[state]), minlength=n_states)
 
     reachable = _reachable(transitions, 0)
-    machine = Machine(
-        tuple(alphabet), tuple(outputs), transitions, out_best, 0,
-        {"n_prefixes": tree.n_nodes, "depth": tree.max_depth},
-    )
+    machine = Machine(tuple(alphabet), tuple(outputs), transitions, out_best, 0, meta)
     open_mask = (transitions < 0).any(1)
     return Extraction(
         machine=machine,
@@ -168,6 +191,26 @@ def extract_machine(
         transition_agreement=agreeing / n_edges if n_edges else 1.0,
         output_agreement=float(out_count.sum()) / tree.n_nodes,
     )
+
+
+_MAX_FREE_ASSIGNMENTS = 256  # output assignments tried for states with a free output
+
+
+def _smallest_filling(transitions, out_best, free, n_outputs, alphabet, outputs) -> np.ndarray:
+    """Outputs for the ``free`` states that make the minimised machine smallest (ties: the
+    assignment tried first, the network's own outputs in ``out_best``)."""
+    if len(free) == 0 or n_outputs ** len(free) > _MAX_FREE_ASSIGNMENTS:
+        return out_best[free]
+    own = tuple(int(o) for o in out_best[free])
+    choices = [own] + [c for c in itertools.product(range(n_outputs), repeat=len(free)) if c != own]
+    best, best_size = own, None
+    for choice in choices:
+        filled = out_best.copy()
+        filled[free] = choice
+        size = Machine(tuple(alphabet), tuple(outputs), transitions, filled, 0).minimize().n_states
+        if best_size is None or size < best_size:
+            best, best_size = choice, size
+    return np.asarray(best, dtype=np.int64)
 
 
 def tree_outputs(machine: Machine, tree: PrefixTree) -> np.ndarray:

@@ -74,6 +74,47 @@ def test_noisy_parity_extracts_exact_parity_machine(merger):
     assert extraction.machine.equivalent(PARITY)[0]
 
 
+def _parity_with_own_start(start_output):
+    """A probed depth-6 tree of parity whose empty prefix sits alone (as h0 of a trained RNN does),
+    the network answering ``start_output`` there; every other prefix in its parity's cluster."""
+    tree = prefix_tree(2, 6)
+    parity = np.zeros(tree.n_nodes, dtype=np.int64)
+    for d in range(1, tree.max_depth + 1):
+        nodes = tree.level(d)
+        parity[nodes] = parity[tree.parent[nodes]] ^ tree.symbol[nodes]
+    outputs = parity.copy()
+    outputs[0] = start_output
+    labels = parity + 1
+    labels[0] = 0  # the start state: only the empty prefix
+    return ProbeResult(tree, np.zeros((tree.n_nodes, 1), np.float32), outputs), labels
+
+
+@pytest.mark.parametrize("start_output", [0, 1])
+def test_unsupervised_empty_prefix_output_is_free(start_output):
+    """Trained with target = "last" on lengths >= 1, the network's output at the empty prefix
+    was never asked for. Counted, a wrong answer there makes 3 minimal states; free, the start
+    takes the output that minimises the machine (parity's 2 states) and meta keeps the network's."""
+    result, labels = _parity_with_own_start(start_output)
+    counted = extract_machine(result, labels, ("0", "1"), ("even", "odd"))
+    assert counted.machine.minimize().n_states == (2 if start_output == 0 else 3)
+    assert counted.machine.equivalent(PARITY)[0] == (start_output == 0)
+    free = extract_machine(result, labels, ("0", "1"), ("even", "odd"), unsupervised_below=1)
+    assert free.machine.output_of_state[0] == 0
+    assert free.machine.minimize().n_states == 2 and free.machine.equivalent(PARITY)[0]
+    assert free.machine.meta["free_output_states"] == [0]
+    assert free.machine.meta["network_output_of_free_states"] == [start_output]
+    assert free.output_agreement == pytest.approx(1 - (start_output != 0) / result.tree.n_nodes)
+
+
+def test_unsupervised_prefix_in_a_supervised_state_does_not_vote():
+    """The empty prefix's (unsupervised) answer never outvotes supervised members of its state."""
+    tree = prefix_tree(1, 2)  # ε, a, aa: one state
+    result = ProbeResult(tree, np.zeros((3, 1), np.float32), np.array([1, 1, 0]))
+    assert extract_machine(result, np.zeros(3), ("a",), ("x", "y")).machine.output_of_state.tolist() == [1]
+    only = extract_machine(result, np.zeros(3), ("a",), ("x", "y"), unsupervised_below=2)
+    assert only.machine.output_of_state.tolist() == [0] and "free_output_states" not in only.machine.meta
+
+
 def test_memoriser_extracts_the_full_tree():
     tree = prefix_tree(2, 4)
     result = probe(Memoriser(), tree)
