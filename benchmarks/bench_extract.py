@@ -112,7 +112,7 @@ def main():
     from sklearn.cluster import AgglomerativeClustering
 
     rng = np.random.default_rng(0)
-    for n in (5000, args.sklearn_points):
+    for n in sorted({min(5000, args.sklearn_points, tree.n_nodes), min(args.sklearn_points, tree.n_nodes)}):
         rows = np.sort(rng.choice(tree.n_nodes, size=n, replace=False))
         X = result.states[rows].astype(np.float64)
         ours, t_ours = timed(f"ours, single linkage, N = {n:,}",

@@ -99,7 +99,7 @@ def main() -> None:
     wall: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(_patched(train_mod, "evaluate", lambda f: _timed("", f, key=_eval_key)))
-        stack.enter_context(_patched(train_mod, "_checkpoint", lambda f: _timed("train: write checkpoints", f)))
+        stack.enter_context(_patched(train_mod, "write_checkpoint", lambda f: _timed("train: write checkpoints", f)))
         start = time.perf_counter()
         if args.trainer == "single":
             train_mod.train(study, out, progress=False)
@@ -108,7 +108,7 @@ def main() -> None:
             import dataclasses
 
             stack.enter_context(_patched(batched, "evaluate_seeds", lambda f: _timed("", f, key=_eval_key)))
-            stack.enter_context(_patched(batched, "_checkpoint", lambda f: _timed("train: write checkpoints", f)))
+            stack.enter_context(_patched(batched, "write_checkpoint", lambda f: _timed("train: write checkpoints", f)))
             batched.train_seeds(dataclasses.replace(study, seeds=(study.seed,)), out, progress=False)
             run_dir = batched.seed_dir(out, study.seed)
         wall["train"] = time.perf_counter() - start

@@ -1,0 +1,30 @@
+"""Every benchmark script still runs (tiny sizes): benchmarks are not timed here, only kept from
+rotting when the code they wrap changes. Their figures come from full runs (docs/benchmarks.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMOKE = {
+    "bench_train.py": ["--seeds", "1", "2", "--seconds", "0.05", "--repeats", "1", "--threads", "1"],
+    "bench_study.py": ["--set", "train.epochs=2", "--set", "probe.depth=4", "--no-render", "--threads", "1"],
+    "bench_extract.py": ["--depth", "8", "--sklearn-points", "300"],
+    "bench_minimize.py": ["--depths", "6", "--baseline-depths", "6", "--repeats", "1", "--baseline-timeout", "20"],
+    "bench_icl.py": ["--steps", "20", "--batch", "50"],
+}
+
+
+def test_every_benchmark_has_a_smoke_run():
+    assert sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py")) == sorted(SMOKE)
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_runs(script):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip(), "a benchmark prints its figures"
