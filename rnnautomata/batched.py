@@ -48,6 +48,7 @@ from rnnautomata.config import Study, study_to_toml
 from rnnautomata.data import make_task
 from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
 from rnnautomata.models import RecurrentModel
+from rnnautomata.models.rnn import TIME_CHUNK
 from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint
 from rnnautomata.train import (
     LONG_EVAL_LENGTH,
@@ -393,15 +394,21 @@ class BatchedRecurrent(nn.Module):
         names = ("cell.weight_ih_l0", "cell.weight_hh_l0", "cell.bias_ih_l0", "cell.bias_hh_l0")
         h0 = self.tensor("h0")  # (n, S)
         outs = []
+        # last output only: TIME_CHUNK symbols per kernel call (never the whole (B, T, H) output)
+        chunk = T if every_position else TIME_CHUNK
         for k in range(n):
-            x = F.one_hot(symbols[k], self.n_symbols).to(h0.dtype)  # (B, T, A)
             params = [self.tensor(name)[k] for name in names]
-            h = h0[k, :H].expand(1, B, H).contiguous()  # (1, B, H)
+            hx = h0[k, :H].expand(1, B, H).contiguous()  # (1, B, H)
             if self.arch == "lstm":
-                c = h0[k, H:].expand(1, B, H).contiguous()
-                hs, h_last, _ = kernel(x, (h, c), params, True, 1, 0.0, False, False, True)
-            else:
-                hs, h_last = kernel(x, h, params, True, 1, 0.0, False, False, True)  # (B, T, H), (1, B, H)
+                hx = (hx, h0[k, H:].expand(1, B, H).contiguous())
+            for start in range(0, T, chunk):
+                x = F.one_hot(symbols[k, :, start : start + chunk], self.n_symbols).to(h0.dtype)  # (B, ≤C, A)
+                if self.arch == "lstm":
+                    hs, h_last, c_last = kernel(x, hx, params, True, 1, 0.0, False, False, True)
+                    hx = (h_last, c_last)
+                else:
+                    hs, hx = kernel(x, hx, params, True, 1, 0.0, False, False, True)  # (B, C, H), (1, B, H)
+                    h_last = hx
             w, b = self.tensor("readout_layer.weight")[k], self.tensor("readout_layer.bias")[k]
             outs.append(F.linear(hs if every_position else h_last[0], w, b))  # (B, T, O) or (B, O)
         return torch.stack(outs)  # (n, B, T, O) or (n, B, O)

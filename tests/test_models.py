@@ -45,3 +45,19 @@ def test_default_init_is_seeded_torch_uniform():
     values = torch.cat(values)
     assert values.abs().max() <= 0.25 and values.abs().max() > 0.24  # uniform in ±1/sqrt(16)
     assert torch.count_nonzero(values) == values.numel()  # biases too
+
+
+@pytest.mark.parametrize("arch", ["elman", "gru", "lstm"])
+def test_forward_last_in_time_chunks_equals_one_kernel_call(arch):
+    """forward_last feeds long strings to the kernel TIME_CHUNK symbols at a time; the state
+    carried across chunks gives exactly the output of one call over the whole string."""
+    from torch.nn import functional as F
+
+    from rnnautomata.models.rnn import TIME_CHUNK
+
+    model = build_recurrent(ModelConfig(arch=arch, hidden_size=8, init_gain=1.0), 2, 2, torch.Generator().manual_seed(1))
+    symbols = torch.randint(0, 2, (5, 2 * TIME_CHUNK + 37), generator=torch.Generator().manual_seed(2))  # (B, T)
+    with torch.no_grad():
+        whole, _ = model.cell(F.one_hot(symbols, 2).float(), model._unpack(model.initial_state(5)))  # (B, T, H)
+        expected = model.readout_layer(whole[:, -1])  # (B, O)
+        assert torch.equal(model.forward_last(symbols), expected)

@@ -22,6 +22,9 @@ __all__ = ["RecurrentModel", "build_recurrent", "ARCHS"]
 ARCHS = {"elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
+TIME_CHUNK = 512  # symbols per recurrent-kernel call in forward_last (long strings)
+
+
 class RecurrentModel(nn.Module):
     """One-layer Elman / GRU / LSTM network with one-hot input and a linear readout.
 
@@ -101,9 +104,16 @@ class RecurrentModel(nn.Module):
         return self.readout_layer(hs)  # (B, T, O)
 
     def forward_last(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Output after the last symbol only: (B, T) -> (B, O); for long strings."""
-        x = F.one_hot(symbols, self.n_symbols).to(self.h0.dtype)  # (B, T, A)
-        _, hx = self.cell(x, self._unpack(self.initial_state(symbols.shape[0])))
+        """Output after the last symbol only: (B, T) -> (B, O); for long strings.
+
+        The string goes through the recurrent kernel ``TIME_CHUNK`` symbols at a time, carrying
+        the state: the kernel's (B, T, H) output of every step is never allocated whole (at
+        T = 10,000 that allocation made each step ~5x slower). Same kernel, same numbers.
+        """
+        hx = self._unpack(self.initial_state(symbols.shape[0]))
+        for start in range(0, symbols.shape[1], TIME_CHUNK):
+            x = F.one_hot(symbols[:, start : start + TIME_CHUNK], self.n_symbols).to(self.h0.dtype)  # (B, ≤C, A)
+            _, hx = self.cell(x, hx)
         return self.readout(self._pack(hx))  # (B, O)
 
 
