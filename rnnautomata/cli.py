@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rnnautomata import __version__
-from rnnautomata.errors import ConfigError, RnnAutomataError
+from rnnautomata.errors import CheckpointError, ConfigError, RnnAutomataError
 
 __all__ = ["main", "build_parser"]
 
@@ -61,6 +61,10 @@ def cmd_run(args) -> int:
         train_seeds(study, out, device=args.device, progress=progress)
         agg = aggregate_seeds(out, progress=progress, jobs=args.jobs)
         _print_aggregate_summary(agg)
+        if not args.no_render:
+            from rnnautomata.seeds_report import write_seeds_report
+
+            print(f"wrote {write_seeds_report(out)} (one seed's own report: rnnautomata report {out / 'seed_0000'})")
         print(f"run directory: {out} (one run per seed in {out}/seed_XXXX)")
         return 0
     result = train(study, out, device=args.device, progress=progress)
@@ -142,7 +146,12 @@ def cmd_extract(args) -> int:
     from rnnautomata.runs import RunDir
 
     run = RunDir(Path(args.run))
-    run.read_manifest()
+    kind = run.read_manifest().get("kind", "automata")
+    if kind == "seeds":
+        raise CheckpointError(f"{run.root} holds many seeds; extract from one of them, e.g. "
+                              f"`rnnautomata extract {run.root / 'seed_0000'}`")
+    if kind != "automata":
+        raise CheckpointError(f"{run.root} is a {kind!r} run; `extract` reads automata runs")
     step = run.resolve_step(args.step)
     path = run.automaton_path(step)
     if not path.is_file():
@@ -191,6 +200,17 @@ def cmd_track(args) -> int:
 def cmd_render(args) -> int:
     from rnnautomata.render import render_run
 
+    if _run_kind(Path(args.run)) == "seeds":
+        from rnnautomata.aggregate import aggregate_seeds
+
+        if args.step is not None:
+            raise CheckpointError(f"{args.run} holds many seeds; draw one seed's machine with "
+                                  f"`rnnautomata render {Path(args.run) / 'seed_0000'} --step {args.step}`")
+        aggregate_seeds(Path(args.run), progress=False)  # redraws figures/seeds_timeline.*
+        for ext in ("svg", "png"):
+            print(f"wrote {Path(args.run) / 'figures' / f'seeds_timeline.{ext}'}")
+        return 0
+
     steps = None if args.step is None else [args.step]
     for path in render_run(Path(args.run), steps=steps):
         print(f"wrote {path}")
@@ -199,6 +219,18 @@ def cmd_render(args) -> int:
 
 def cmd_report(args) -> int:
     from rnnautomata.report import write_report
+
+    kind = _run_kind(Path(args.run))
+    if kind == "seeds":
+        from rnnautomata.aggregate import aggregate_seeds
+        from rnnautomata.seeds_report import write_seeds_report
+
+        aggregate_seeds(Path(args.run), progress=False)
+        print(f"wrote {write_seeds_report(Path(args.run))}")
+        return 0
+    if kind in _ICL_KINDS:
+        raise CheckpointError(f"{args.run} is a {kind!r} run: its figures and measures are in {Path(args.run) / 'figures'} "
+                              f"and measures.json (`rnnautomata track {args.run}` rewrites them); report.html is for automata runs")
 
     print(f"wrote {write_report(Path(args.run))}")
     return 0

@@ -100,3 +100,31 @@ def test_single_run_is_refused(tmp_path):
     train(study_from_dict(tiny_raw(task={"test_lengths": [20]}, train={"epochs": 1})), tmp_path / "one", progress=False)
     with pytest.raises(CheckpointError, match="not a multi-seed folder"):
         aggregate_seeds(tmp_path / "one", progress=False)
+
+
+def test_seeds_report_has_a_row_per_seed_with_the_aggregate_figures(seeds_dir):
+    import re
+
+    from rnnautomata.seeds_report import write_seeds_report
+
+    agg = aggregate_seeds(seeds_dir, progress=False, jobs=1)
+    page = write_seeds_report(seeds_dir).read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1])
+    assert len(rows) == len(SEEDS)
+    for row, final, peak in zip(rows, agg["final"]["per_seed"], agg["peak"]["per_seed"]):
+        values = re.findall(r'data-v="([^"]*)"', row)
+        assert values[0] == str(final["seed"])
+        assert values[1] == str(peak["n_states"]) and values[5] == str(final["n_states"])
+    n_eq = sum(bool(f["equivalent_to_truth"]) for f in agg["final"]["per_seed"])
+    assert f"equivalent to the task's machine: {n_eq} of {len(SEEDS)}" in page
+    assert "<svg" in page and "http" not in page.split("<svg")[0].replace("http://www.w3.org", "")
+
+
+def test_cli_on_a_seeds_folder(seeds_dir, capsys):
+    from rnnautomata.cli import main
+
+    assert main(["report", str(seeds_dir)]) == 0
+    assert (seeds_dir / "report.html").is_file()
+    assert main(["extract", str(seeds_dir)]) == 2
+    assert "holds many seeds; extract from one of them" in capsys.readouterr().err
+    assert main(["extract", str(seed_dir(seeds_dir, SEEDS[0])), "--format", "dot"]) == 0

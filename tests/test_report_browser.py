@@ -90,3 +90,40 @@ def test_report_slider_changes_drawing_without_console_errors(tmp_path):
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.browser
+def test_seeds_report_sorts_by_a_column_without_console_errors(tmp_path):
+    """The many-seed report: clicking "peak states" sorts the rows by it, both ways."""
+    from conftest import tiny_raw
+    from rnnautomata.aggregate import aggregate_seeds
+    from rnnautomata.batched import train_seeds
+    from rnnautomata.config import study_from_dict
+    from rnnautomata.seeds_report import write_seeds_report
+
+    out = tmp_path / "seeds"
+    train_seeds(study_from_dict(tiny_raw(seeds=[0, 1, 2, 3], task={"test_lengths": [20]})), out, progress=False)
+    aggregate_seeds(out, progress=False, jobs=1)
+    report = write_seeds_report(out)
+    browser, profile = _browser()
+    try:
+        from selenium.webdriver.common.by import By
+
+        browser.get(report.resolve().as_uri())
+        header = [th for th in browser.find_elements(By.TAG_NAME, "th") if th.text == "peak states"][0]
+
+        def column():
+            return [float(r.find_elements(By.TAG_NAME, "td")[1].get_attribute("data-v"))
+                    for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+        assert len(column()) == 4
+        header.click()
+        assert column() == sorted(column())
+        header.click()
+        assert column() == sorted(column(), reverse=True)
+        assert "<svg" in browser.page_source
+        errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
