@@ -83,13 +83,6 @@ def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
     return torch.baddbmm(bias, a, b)  # (n, B, G)
 
 
-def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b for (n, M, K) @ (n, K, N), through mm for one seed (see _baddbmm)."""
-    if a.shape[0] == 1:
-        return torch.mm(a[0], b[0]).unsqueeze(0)
-    return torch.bmm(a, b)
-
-
 class _ElmanThroughTime(torch.autograd.Function):
     """The whole Elman recurrence as one autograd node, with hand-written backpropagation through time.
 
