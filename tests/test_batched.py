@@ -213,3 +213,22 @@ def test_through_time_gradients_match_autograd(monkeypatch, relu, per_seed, ever
         per_seed_loss(out[None], (y[k] if every_position else y[k, :, -1])[None], "mse", 2).sum().backward()
         for name, p in m.named_parameters():
             torch.testing.assert_close(batched.tensor(name).grad[k], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_many_seed_long_string_inference_matches_each_model(nonlinearity):
+    """From 4 seeds on, CPU inference of Elman's last output takes all seeds per step (its own
+    loop, in chunks of TIME_CHUNK symbols); it must give each seed's own RecurrentModel output."""
+    from rnnautomata.batched import _FUSED_CPU_MAX_SEEDS
+    from rnnautomata.models.rnn import TIME_CHUNK
+
+    seeds = list(range(_FUSED_CPU_MAX_SEEDS + 2))
+    study = study_from_dict(tiny_raw(model={"init_gain": 1.0, "nonlinearity": nonlinearity}))
+    task = make_task(study.task)
+    models = [build_model(seed_study(study, s), task) for s in seeds]
+    batched = BatchedRecurrent(models)
+    x = torch.randint(0, 2, (len(seeds), 3, TIME_CHUNK + 77), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out = batched.forward_last(x)  # (n, B, O)
+        for k, m in enumerate(models):
+            torch.testing.assert_close(out[k], m.forward_last(x[k]), rtol=1e-4, atol=1e-5)
