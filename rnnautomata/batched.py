@@ -359,10 +359,12 @@ class BatchedRecurrent(nn.Module):
             return self.readout(hs)  # hs (n, B, H) -> (n, B, O)
         w_hh_t, b_hh = self._recurrent_weights()
         G = w_hh_t.shape[-1]
-        if _FUSED_CPU_INFERENCE and symbols.device.type == "cpu" and not torch.is_grad_enabled():
-            if n <= _FUSED_CPU_MAX_SEEDS or self.arch != "elman" or every_position:
+        if not torch.is_grad_enabled():
+            on_cpu = _FUSED_CPU_INFERENCE and symbols.device.type == "cpu"
+            if on_cpu and (n <= _FUSED_CPU_MAX_SEEDS or self.arch != "elman" or every_position):
                 return self._run_fused(symbols, every_position)
-            return self._last_elman(symbols)
+            if self.arch == "elman" and not every_position:
+                return self._last_elman(symbols)  # many seeds on the CPU; a GPU
         precompute = n * B * T * G <= _PRECOMPUTE_BUDGET
         x_proj = self._input_projection(symbols) if precompute else None  # (n, B, T, G)
         state = self.initial_state(B)  # (n, B, S)
@@ -380,7 +382,8 @@ class BatchedRecurrent(nn.Module):
         """Elman's output after the last symbol, all seeds per step, three ops a step: a row
         gather of each symbol's input projection, one batched matmul, the nonlinearity in place.
         On the CPU, from 4 seeds on, this beats running torch's kernel seed by seed (at 16
-        seeds × 32 strings × 10,000 symbols, H = 100: docs/benchmarks.md). (n, B, T) -> (n, B, O)."""
+        seeds × 32 strings × 10,000 symbols, H = 100: docs/benchmarks.md); on a GPU it launches
+        half the kernels of the general step loop. (n, B, T) -> (n, B, O)."""
         n, B, T = symbols.shape
         A = self.n_symbols
         table = self.tensor("cell.weight_ih_l0").transpose(1, 2) + (
