@@ -56,6 +56,7 @@ from rnnautomata.train import (
     TrainingSet,
     write_checkpoint,
     make_optimizer,
+    model_state,
     restore_optimizer,
     build_eval_set,
     build_model,
@@ -764,10 +765,9 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
     top_toml = study_to_toml(study)
     seeds = [st.seed for st in studies]
     resumed_from = None
-    if top.exists():
-        manifest = top.read_manifest()
-        if manifest.get("kind") != SEEDS_KIND or not top.study_path.is_file() or top.study_path.read_text() != top_toml:
-            raise CheckpointError(f"{top.root} holds a different study; use another --out (or delete the folder to start over)")
+    existed = top.exists()
+    top.start_or_resume(SEEDS_KIND, top_toml)  # new folder, or this very study there
+    if existed:
         for run, st in zip(runs, studies):
             if run.exists() and (not run.study_path.is_file() or run.study_path.read_text() != study_to_toml(st)):
                 raise CheckpointError(f"{run.root} holds a different study; delete {top.root} to start over")
@@ -776,12 +776,9 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
             resumed_from = common[-1]
             for run, m, o in zip(runs, models, seed_opts):
                 tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
-                m.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+                m.load_state_dict(model_state(tensors))
                 restore_optimizer(o, tensors)
                 run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
-    else:
-        top.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(top.study_path, top_toml)
     for run, st in zip(runs, studies):
         if not run.exists():
             run.root.mkdir(parents=True, exist_ok=True)

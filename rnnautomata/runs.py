@@ -168,6 +168,25 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def start_or_resume(self, kind: str, study_toml: str) -> list[int]:
+        """Make a new run folder holding ``study_toml``, or accept an existing run of this very
+        study (``kind`` and study.toml both equal) to resume it.
+
+        Returns the checkpoint steps already there (``[]`` for a new folder). Raises
+        :class:`CheckpointError` for a folder holding another kind of run or another study: a
+        rerun never overwrites a different run or mixes two runs in one folder.
+        """
+        if self.exists():
+            manifest = self.read_manifest()
+            if manifest.get("kind") != kind or not self.study_path.is_file() or self.study_path.read_text() != study_toml:
+                raise CheckpointError(
+                    f"{self.root} holds a different study; use another --out (or delete the folder to start over)"
+                )
+            return self.steps()
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.study_path, study_toml)
+        return []
+
     def read_manifest(self) -> dict:
         """Read manifest.json, checking that this is one of our run directories."""
         if not self.root.is_dir():

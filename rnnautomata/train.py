@@ -28,7 +28,7 @@ from rnnautomata.data import make_task
 from rnnautomata.data.regular import RegularTask, all_strings
 from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
 from rnnautomata.models import MODELS, RecurrentModel
-from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint, save_checkpoint
+from rnnautomata.runs import RunDir, load_checkpoint, save_checkpoint
 
 __all__ = [
     "TrainingSet",
@@ -244,6 +244,11 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
     opt.load_state_dict(sd)
 
 
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside an automata checkpoint's tensors (the ``model/`` ones)."""
+    return {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+
+
 def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     tensors.update(optimizer_tensors(opt))
@@ -277,9 +282,8 @@ def load_model(run_dir: str | Path, step: int | str | None = "last", device: str
         raise CheckpointError(f"{path} carries no readable study ({err}); the file is damaged") from None
     task = make_task(study.task)
     model = build_model(study, task)
-    state = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(model_state(tensors), strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise CheckpointError(f"{path} does not match its study's model ({first})") from None
@@ -333,25 +337,16 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
     model = build_model(study, task).to(dev)
     opt = make_optimizer(model, study)
     resumed_from = None
-    toml_text = study_to_toml(study)
-    if run.exists():
-        manifest = run.read_manifest()
-        if not resume:
-            raise CheckpointError(f"{run.root} already holds a run; choose another --out or delete it")
-        if manifest.get("kind") != "automata" or not run.study_path.is_file() or run.study_path.read_text() != toml_text:
-            raise CheckpointError(
-                f"{run.root} holds a different study; use another --out (or delete the folder to start over)"
-            )
-        done = run.steps()
-        if done:
-            resumed_from = done[-1]
-            tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-            restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
-            run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
-    else:
-        run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.study_path, toml_text)
+    if run.exists() and not resume:
+        run.read_manifest()  # a foreign folder says so first
+        raise CheckpointError(f"{run.root} already holds a run; choose another --out or delete it")
+    done = run.start_or_resume("automata", study_to_toml(study))
+    if done:
+        resumed_from = done[-1]
+        tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
+        model.load_state_dict(model_state(tensors))
+        restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
+        run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
     run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule)
 
     empty = start_output(task)

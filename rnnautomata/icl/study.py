@@ -65,29 +65,20 @@ def open_run(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: t
     uninterrupted run would have made. A folder holding a different study is an error: a rerun
     never overwrites another run's checkpoints or mixes two runs in one folder.
     """
-    toml_text = study_to_toml(study)
     records: list[dict] = []
-    saved: list[int] = []
-    if run.exists():
-        manifest = run.read_manifest()
-        if manifest.get("kind") != study.kind or not run.study_path.is_file() or run.study_path.read_text() != toml_text:
-            raise CheckpointError(f"{run.root} holds a different study; use another --out (or delete the folder to start over)")
-        saved = run.steps()
-        if saved:
-            tensors, _ = load_checkpoint(run.checkpoint_path(saved[-1]))
-            if saved[-1] > 0 and not any(k.startswith("optimizer/") for k in tensors) and _has_state(opt):
-                raise CheckpointError(f"{run.root} was written without optimizer state and cannot resume; "
-                                      "delete the folder (or use another --out) to start over")
-            try:
-                model.load_state_dict(model_tensors(tensors))
-            except RuntimeError as err:
-                raise CheckpointError(f"checkpoint step {saved[-1]} in {run.root} does not fit the study's model "
-                                      f"({str(err).splitlines()[0]}); delete the folder to start over") from None
-            restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()})
-            records = [r for r in run.read_metrics() if r.get("step", 0) <= saved[-1]]
-    else:
-        run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.study_path, toml_text)
+    saved = run.start_or_resume(study.kind, study_to_toml(study))
+    if saved:
+        tensors, _ = load_checkpoint(run.checkpoint_path(saved[-1]))
+        if saved[-1] > 0 and not any(k.startswith("optimizer/") for k in tensors) and _has_state(opt):
+            raise CheckpointError(f"{run.root} was written without optimizer state and cannot resume; "
+                                  "delete the folder (or use another --out) to start over")
+        try:
+            model.load_state_dict(model_tensors(tensors))
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint step {saved[-1]} in {run.root} does not fit the study's model "
+                                  f"({str(err).splitlines()[0]}); delete the folder to start over") from None
+        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()})
+        records = [r for r in run.read_metrics() if r.get("step", 0) <= saved[-1]]
     run.rewrite_metrics(records)
     run.write_manifest(kind=study.kind, name=study.name, status="running", device=device, steps=saved,
                        total_steps=study.train.epochs)
