@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from rnnautomata.data.sequences import modular_addition, split_pairs
-from rnnautomata.errors import CheckpointError, TrainingError
+from rnnautomata.errors import CheckpointError
 from rnnautomata.icl import figures, measures
 from rnnautomata.icl.config import GrokkingStudy
-from rnnautomata.icl.study import model_tensors, open_run, record_checkpoint
+from rnnautomata.icl.study import full_batch_descent, model_tensors
 from rnnautomata.models.mlp import TwoTokenMLP
 from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 
@@ -47,39 +46,24 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
     t = study.train
     model, (x_tr, y_tr), (x_te, y_te) = _setup(study, device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.98))
-    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
-    start = saved[-1] if saved else 0
-    resumed = bool(saved)  # step `start` is already recorded and saved
-    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
-    for step in range(start, t.epochs + 1):
+
+    def train_loss():
         logits = model(x_tr)
-        loss = F.cross_entropy(logits, y_tr)
-        if not torch.isfinite(loss):
-            run.rewrite_metrics(records)
-            run.write_manifest(status="failed", steps=saved)
-            raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}); "
-                                f"checkpoints up to step {saved[-1] if saved else 0} are kept")
-        if step % t.eval_every == 0 and not (resumed and step == start):
-            with torch.no_grad():
-                test_logits = model(x_te)
-                records.append({
-                    "step": step, "train/loss": loss.item(),
-                    "train/acc": float((logits.argmax(-1) == y_tr).float().mean()),
-                    "test/loss": float(F.cross_entropy(test_logits, y_te)),
-                    "test/acc": float((test_logits.argmax(-1) == y_te).float().mean()),
-                    "weights/norm": float(sum(p.pow(2).sum() for p in model.parameters()).sqrt()),
-                })
-        if (step % t.checkpoint_every == 0 or step == t.epochs) and not (resumed and step == start):
-            record_checkpoint(run, step, model, opt, {"kind": "grokking"}, records, saved)
-        if step == t.epochs:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-    bar.close()
-    run.rewrite_metrics(records)
-    run.write_manifest(status="complete", steps=saved)
+        return F.cross_entropy(logits, y_tr), logits
+
+    def record(step: int, loss: torch.Tensor, logits: torch.Tensor) -> dict:
+        test_logits = model(x_te)
+        return {
+            "step": step, "train/loss": loss.item(),
+            "train/acc": float((logits.argmax(-1) == y_tr).float().mean()),
+            "test/loss": float(F.cross_entropy(test_logits, y_te)),
+            "test/acc": float((test_logits.argmax(-1) == y_te).float().mean()),
+            "weights/norm": float(sum(p.pow(2).sum() for p in model.parameters()).sqrt()),
+        }
+
+    records = full_batch_descent(run, study, device, model, opt, train_loss, record,
+                                 lambda loss: {"kind": "grokking"}, progress)
+    run.write_manifest(status="complete", steps=run.steps())
     steps = np.array([r["step"] for r in records])
     summary = {
         "study": study.name,

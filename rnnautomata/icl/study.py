@@ -32,7 +32,7 @@ from rnnautomata.models.linear_attention import LinearAttention, token_moments
 from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from rnnautomata.train import optimizer_tensors, restore_optimizer
 
-__all__ = ["load_study", "run_study", "track_run", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors"]
+__all__ = ["load_study", "run_study", "track_run", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors", "full_batch_descent"]
 
 
 def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
@@ -49,6 +49,48 @@ def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, opt: torch
     saved.append(step)
     run.rewrite_metrics(records)
     run.write_manifest(steps=saved)
+
+
+def full_batch_descent(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: torch.nn.Module,
+                       opt: torch.optim.Optimizer, train_loss, record, metadata, progress: bool) -> list[dict]:
+    """Full-batch gradient descent for ``study.train.epochs`` steps: the loop of icl and grokking runs.
+
+    ``train_loss()`` -> ``(loss, forward)`` on the whole training set, ``forward`` being whatever
+    ``record`` needs from the same pass; ``record(step, loss, forward)`` -> the metrics row, every
+    ``train.eval_every`` steps (under no_grad); ``metadata(loss)`` -> the checkpoint's metadata, every
+    ``train.checkpoint_every`` steps and at the last. The folder is started or resumed by
+    :func:`open_run`. A non-finite loss marks the run failed, keeps its checkpoints and raises
+    :class:`TrainingError`. Returns the metrics rows, also written to metrics.jsonl.
+    """
+    t = study.train
+    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
+    start = saved[-1] if saved else 0
+    resumed = bool(saved)  # step `start` is already recorded and saved
+    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
+    for step in range(start, t.epochs + 1):
+        loss, forward = train_loss()
+        if not torch.isfinite(loss):
+            run.rewrite_metrics(records)
+            run.write_manifest(status="failed", steps=saved)
+            raise TrainingError(
+                f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}), "
+                f"e.g. --set train.lr={t.lr / 4:g}; checkpoints up to step {saved[-1] if saved else 0} are kept"
+            )
+        done_before = resumed and step == start
+        if step % t.eval_every == 0 and not done_before:
+            with torch.no_grad():
+                records.append(record(step, loss, forward))
+        if (step % t.checkpoint_every == 0 or step == t.epochs) and not done_before:
+            record_checkpoint(run, step, model, opt, metadata(loss), records, saved)
+        if step == t.epochs:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+    bar.close()
+    run.rewrite_metrics(records)
+    return records
 
 
 def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -171,46 +213,27 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
     zz_test, zq_test = token_moments(setup.test.tokens), setup.test.tokens[:, -1, :]
     suite = _suite_predictions(setup)
     opt = torch.optim.SGD(model.parameters(), lr=t.lr)
-    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
-    start = saved[-1] if saved else 0
-    resumed = bool(saved)  # step `start` is already recorded and saved
-    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=f"{study.name}", unit="step")
-    for step in range(start, t.epochs + 1):
-        loss = ((model.forward_moments(zz, z_q) - setup.train.target) ** 2).mean()
-        if not torch.isfinite(loss):
-            run.rewrite_metrics(records)
-            run.write_manifest(status="failed", steps=saved)
-            raise TrainingError(
-                f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}), "
-                f"e.g. --set train.lr={t.lr / 4:g}; checkpoints up to step {saved[-1] if saved else 0} are kept"
-            )
-        if step % t.eval_every == 0 and not (resumed and step == start):
-            with torch.no_grad():
-                pred_test = model.forward_moments(zz_test, zq_test)
-                test_loss = float(((pred_test - setup.test.target) ** 2).mean())
-                gamma = model.effective_matrix().double().cpu().numpy()
-                dist = measures.which_algorithm(pred_test, suite, setup.test.target)
-            rec = {"step": step, "train/loss": loss.item(), "test/loss": test_loss,
-                   "theory/loss": float(pop.loss[step // t.eval_every])}
-            rec.update({f"modes/kappa_{d + 1}": float(k) for d, k in enumerate(setup.modes(gamma))})
-            rec.update({f"algo/{k}": v for k, v in dist.items()})
-            records.append(rec)
-        if (step % t.checkpoint_every == 0 or step == t.epochs) and not (resumed and step == start):
-            record_checkpoint(run, step, model, opt, {"kind": "icl", "loss": repr(loss.item())}, records, saved)
-        if step == t.epochs:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-    bar.close()
-    run.rewrite_metrics(records)
+    def train_loss():
+        return ((model.forward_moments(zz, z_q) - setup.train.target) ** 2).mean(), None
+
+    def record(step: int, loss: torch.Tensor, _) -> dict:
+        pred_test = model.forward_moments(zz_test, zq_test)
+        gamma = model.effective_matrix().double().cpu().numpy()
+        rec = {"step": step, "train/loss": loss.item(),
+               "test/loss": float(((pred_test - setup.test.target) ** 2).mean()),
+               "theory/loss": float(pop.loss[step // t.eval_every])}
+        rec.update({f"modes/kappa_{d + 1}": float(k) for d, k in enumerate(setup.modes(gamma))})
+        rec.update({f"algo/{k}": v for k, v in measures.which_algorithm(pred_test, suite, setup.test.target).items()})
+        return rec
+
+    records = full_batch_descent(run, study, device, model, opt, train_loss, record,
+                                 lambda loss: {"kind": "icl", "loss": repr(loss.item())}, progress)
     summary = _icl_theory_summary(setup, records, pop)
     atomic_write_json(run.root / "theory.json", summary)
     if "plateaus" in summary:
         atomic_write_text(run.root / "plateaus.md", _plateau_table(summary))
     _icl_figures(setup, records, pop, summary, run)
-    run.write_manifest(status="complete", steps=saved)
+    run.write_manifest(status="complete", steps=run.steps())
     _track_icl(study, run)   # measures.json and figures/measures.* (spectral rank, subspace stability)
     return summary
 
