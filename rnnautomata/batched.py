@@ -304,6 +304,13 @@ class BatchedRecurrent(nn.Module):
         b_ih = self.tensor("cell.bias_ih_l0").view(*shape, -1)
         return w_ih_t[seeds, symbols] + b_ih  # (..., G)
 
+    def _input_table(self) -> torch.Tensor:
+        """Elman's pre-activation contribution of each input symbol, both biases included:
+        (n, A, H). A one-hot input times W_ih is a column of W_ih, so the input projection of a
+        string is a row gather from this table."""
+        return self.tensor("cell.weight_ih_l0").transpose(1, 2) + (
+            self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)
+
     def _cell(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
         """One step for every seed: x_proj (n, B, G), state (n, B, S) -> (n, B, S)."""
         H = self.hidden_size
@@ -349,9 +356,7 @@ class BatchedRecurrent(nn.Module):
         """
         n, B, T = symbols.shape
         if self.arch == "elman" and torch.is_grad_enabled():
-            # a one-hot input times W_ih is a column of W_ih: a table of each symbol's projection
-            table = self.tensor("cell.weight_ih_l0").transpose(1, 2) + (
-                self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)  # (n, A, H)
+            table = self._input_table()  # (n, A, H)
             relu = self.nonlinearity == "relu"
             w_t = self.tensor("cell.weight_hh_l0").transpose(1, 2)  # (n, H, H) view: matmuls take it transposed
             hs = _ElmanThroughTime.apply(table, symbols, self.tensor("h0"), w_t, relu, not every_position)
@@ -387,9 +392,7 @@ class BatchedRecurrent(nn.Module):
         half the kernels of the general step loop. (n, B, T) -> (n, B, O)."""
         n, B, T = symbols.shape
         A = self.n_symbols
-        table = self.tensor("cell.weight_ih_l0").transpose(1, 2) + (
-            self.tensor("cell.bias_ih_l0") + self.tensor("cell.bias_hh_l0")).unsqueeze(1)  # (n, A, H)
-        table = table.reshape(n * A, -1)
+        table = self._input_table().reshape(n * A, -1)  # (n·A, H)
         offsets = torch.arange(n, device=symbols.device).view(n, 1) * A  # (n, 1)
         w_t = self.tensor("cell.weight_hh_l0").transpose(1, 2)  # (n, H, H)
         act = torch.relu_ if self.nonlinearity == "relu" else torch.tanh_
