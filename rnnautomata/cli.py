@@ -89,7 +89,9 @@ def _render_and_report(out: Path) -> None:
 
 def _print_dynamics_summary(dyn: dict) -> None:
     ck = dyn["checkpoints"]
-    print(f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'train':>9} {'val':>9}  acc_by_length")
+    robust = any("robust" in c for c in ck)
+    head = f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'train':>9} {'val':>9}"
+    print(head + (f" {'robust':>6} {'agree':>6} {'=truth':>6}" if robust else "") + "  acc_by_length")
     stride = max(1, len(ck) // 25)
     shown = set(range(0, len(ck), stride)) | {len(ck) - 1}
     for i, c in enumerate(ck):
@@ -101,15 +103,34 @@ def _print_dynamics_summary(dyn: dict) -> None:
         ner = ""
         if "nerode" in c:
             ner = f"  P/R {c['nerode']['precision'] or 0:.2f}/{c['nerode']['recall'] or 0:.2f}"
-        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}  {acc}{ner}")
+        rob = ""
+        if robust and "robust" in c:
+            r = c["robust"]
+            rob = f" {r['n_states']:>6} {r['agreement']:>6.4f} {str(r['equivalent_to_truth']):>6}"
+        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}{rob}  {acc}{ner}")
     print("phases: " + ", ".join(f"{p['name']} {p['start_step']}-{p['end_step']}" for p in dyn["phases"]))
     f = dyn["final"]
+    eps = f.get("epsilon_rule", f)
     print(
-        f"peak states {dyn['peak_states']}; finite from step {dyn['finite_from_step']}; final machine "
-        f"{f['n_states']} states -> {f['n_states_min']} minimised; equivalent to the task's "
-        f"{f['truth_states']}-state machine: {f['equivalent_to_truth']}"
-        + (f" (counterexample {f['counterexample']!r})" if f["counterexample"] is not None else "")
+        f"ε rule ({dyn['merger']}, ε = {dyn['epsilon']:.3g}): peak states {dyn['peak_states']}; finite from step "
+        f"{dyn['finite_from_step']}; final machine {f['n_states']} states -> {f['n_states_min']} minimised; "
+        f"equivalent to the task's {f['truth_states']}-state machine: {eps['equivalent_to_truth']}"
+        + (f" (counterexample {eps['counterexample']!r})" if eps["counterexample"] is not None else "")
     )
+    if "robust" in f:
+        r, v = f["robust"], dyn.get("verdicts", {})
+        print(
+            f"ε-free machine (the run's answer): {r['n_states']} states, agrees with the network on "
+            f"{r['agreement']:.4f} of checked positions; equivalent to the truth: {f['equivalent_to_truth']}"
+            + (f" (counterexample {f['counterexample']!r})" if f["counterexample"] is not None else "")
+        )
+        print(
+            f"verdicts: equivalent to the truth at {v.get('n_equivalent', 0)} of {v.get('n_checkpoints', 0)} checkpoints"
+            + (f" (first step {v['first_equivalent_step']}, last {v['last_equivalent_step']})" if v.get("n_equivalent") else "")
+            + f"; matches the network at {v.get('n_faithful', 0)}"
+            + (f" (first step {v['first_faithful_step']}, last {v['last_faithful_step']})" if v.get("n_faithful") else "")
+            + f"; best checkpoint: step {v.get('best_step')} ({v.get('best_reason')})"
+        )
     fid = f.get("fidelity")
     if fid:
         agree = ", ".join(f"len {k}: {v:.3f}" for k, v in fid["network_agreement"].items())
@@ -153,11 +174,14 @@ def cmd_extract(args) -> int:
     if kind != "automata":
         raise CheckpointError(f"{run.root} is a {kind!r} run; `extract` reads automata runs")
     step = run.resolve_step(args.step)
-    path = run.automaton_path(step)
+    robust = getattr(args, "method", "robust") == "robust"
+    path = run.automata_dir / "robust" / f"step_{step:06d}.json" if robust else run.automaton_path(step)
     if not path.is_file():
         from rnnautomata.dynamics import track
 
-        track(run.root, progress=not args.quiet)
+        track(run.root, progress=not args.quiet, robust=True if robust else None)
+    if not path.is_file():
+        raise CheckpointError(f"{path} was not written; rerun `rnnautomata track {run.root}`")
     machine = Machine.load(path)
     if args.minimize:
         machine = machine.minimize()
@@ -188,7 +212,7 @@ def cmd_track(args) -> int:
     from rnnautomata.dynamics import track
 
     dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device,
-                progress=not args.quiet, nerode=args.nerode or None)
+                progress=not args.quiet, nerode=args.nerode or None, robust=False if args.no_robust else None)
     if args.json:
         print(json.dumps(dyn, indent=1))
     else:
@@ -275,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--step", default="last", help="a checkpoint step or 'last' (default)")
     p.add_argument("--format", choices=("json", "dot"), default="json")
-    p.add_argument("--minimize", action="store_true", help="print the minimised machine")
+    p.add_argument("--minimize", action="store_true", help="print the minimised machine (the ε-free one always is)")
+    p.add_argument("--method", choices=("robust", "epsilon"), default="robust",
+                   help="robust (default): the ε-free machine chosen from the network's behaviour; "
+                        "epsilon: the ε rule's machine (the paper's merged states)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_extract)
 
@@ -287,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole dynamics JSON")
     p.add_argument("--nerode", action="store_true",
                    help="also measure merge precision/recall against the task's Nerode classes at every checkpoint")
+    p.add_argument("--no-robust", action="store_true",
+                   help="skip the ε-free machine at every checkpoint (only the ε rule; faster)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_track)

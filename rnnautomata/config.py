@@ -93,6 +93,8 @@ class ProbeConfig:
     depth: int = 10                           # probe every prefix up to this length (2^(D+1)-1 for binary)
     mode: str = "enumerate"                   # "enumerate" all prefixes, or "sample" strings
     samples: int = 4096                       # strings of length `depth` when mode = "sample"
+    lstm_state: str = "h"                     # LSTM only: probe its output "h" (what the readout sees), its
+                                              # cell "c", or both "hc" (docs/guide.md has the evidence for h)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,16 @@ class ExtractConfig:
     n_clusters: int | None = None             # for merger = "kmeans"
     nerode: bool = False                      # also measure the merge condition at every checkpoint: pair
                                               # precision/recall against the task's Nerode classes
+    # The ε-free machine (rnnautomata.robust; the answer of `extract` and the run's verdicts). The
+    # fields above are the ε rule, kept for the merge-dynamics counts the paper's figures mean.
+    robust: bool = True                       # extract it at every checkpoint
+    robust_max_nodes: int = 16384             # most probed prefixes it merges: the deepest complete tree,
+                                              # up to probe.depth, with at most this many nodes
+    refine_rounds: int = 5                    # counterexample rounds (re-probe, re-merge); 0 = check only
+    check_strings: int = 256                  # strings per check against the network
+    check_length: int = 50                    # their length (every prefix is compared)
+    tolerance: float = 0.001                  # stop refining once at most this fraction of checked positions
+                                              # disagree (0 = copy every error of the network found)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ _CHOICES = {
     "train.optimizer": ("sgd", "adam"),
     "train.loss": ("mse", "cross_entropy"),
     "probe.mode": ("enumerate", "sample"),
+    "probe.lstm_state": ("h", "c", "hc"),
     "extract.merger": ("leader", "single_linkage", "kmeans"),
     "kind": ("automata",),
 }
@@ -137,6 +150,7 @@ _POSITIVE = {
     "task.val_samples", "task.test_samples", "model.hidden_size", "train.lr", "train.batch_size",
     "train.epochs", "train.checkpoint_every", "probe.depth", "probe.samples", "extract.epsilon_scale",
     "extract.epsilon", "extract.n_clusters", "train.eval_every", "train.grad_clip", "task.k",
+    "extract.robust_max_nodes", "extract.check_strings", "extract.check_length",
 }
 
 
@@ -225,6 +239,10 @@ def _cross_check(study: Study) -> None:
         )
     if study.seeds is not None and len(set(study.seeds)) != len(study.seeds):
         raise ConfigError("seeds contains duplicates")
+    if study.extract.refine_rounds < 0:
+        raise ConfigError(f"extract.refine_rounds must be 0 or more (got {study.extract.refine_rounds})")
+    if not 0.0 <= study.extract.tolerance < 1.0:
+        raise ConfigError(f"extract.tolerance must lie in [0, 1) (got {study.extract.tolerance})")
     if study.extract.merger == "kmeans" and study.extract.n_clusters is None:
         raise ConfigError("extract.merger = 'kmeans' needs extract.n_clusters")
     if study.probe.mode == "enumerate" and study.probe.depth > 22:

@@ -68,35 +68,27 @@ def candidate_edges(X: np.ndarray, n_neighbors: int = 8) -> tuple[np.ndarray, np
     a, b, distance : np.ndarray
         (E,) endpoints and lengths of the candidate edges, sorted by length (ties by endpoints).
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
     n = len(X)
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
-    uniq, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    rows = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).reshape(-1)  # one key per row
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
+    uniq = X[first]  # (M, S)
     # duplicates: each row links to the first row with the same state, at distance 0
     dup = np.flatnonzero(first[inverse] != np.arange(n))
     a_list, b_list, d_list = [first[inverse[dup]]], [dup], [np.zeros(len(dup))]
     m = len(uniq)
     if m > 1:
-        centred = uniq - uniq.mean(0)
-        # rotate to principal axes (an isometry) so the KD-tree splits where states vary
-        _, axes = np.linalg.eigh(centred.T @ centred)
-        rotated = centred @ axes[:, ::-1]  # (M, S)
-        k = min(n_neighbors + 1, m)
-        dist, nbr = cKDTree(rotated).query(rotated, k=k)  # (M, k)
-        src = np.repeat(np.arange(m), k - 1)
-        dst = nbr[:, 1:].reshape(-1)
-        dd = dist[:, 1:].reshape(-1)
-        ok = dst < m
-        src, dst, dd = src[ok], dst[ok], dd[ok]
+        centred = uniq - uniq.mean(0)  # (M, S)
+        src, dst, dd = _knn_edges(centred, min(n_neighbors, m - 1))
         graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m))
         n_comp, comp = connected_components(graph, directed=False)
         if n_comp > 1:  # join the components: MST over their representatives' exact distances
-            reps = np.array([np.flatnonzero(comp == c)[0] for c in range(n_comp)])
-            sub = rotated[reps]  # (C, S)
-            d2 = np.maximum(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1), 0.0)
+            reps = np.unique(comp, return_index=True)[1]  # (C,) first point of each component
+            d2 = _squared_distances(centred[reps], centred[reps])  # (C, C)
             mst = minimum_spanning_tree(np.sqrt(d2) + 1e-300).tocoo()
             src = np.concatenate([src, reps[mst.row]])
             dst = np.concatenate([dst, reps[mst.col]])
@@ -112,6 +104,42 @@ def candidate_edges(X: np.ndarray, n_neighbors: int = 8) -> tuple[np.ndarray, np
     lo, hi, d = lo[key], hi[key], d[key]
     order = np.lexsort((hi, lo, d))
     return lo[order], hi[order], d[order]
+
+
+def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(len(A), len(B)) squared Euclidean distances by one matrix product."""
+    d2 = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * A @ B.T
+    return np.maximum(d2, 0.0)
+
+
+def _knn_edges(P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges from every row of P (M, S) to its k nearest other rows: exact, by blocks of matrix
+    products when M is small, else by a KD-tree on principal axes."""
+    m = len(P)
+    if k < 1:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    if m <= 8192:
+        P32 = P.astype(np.float32)  # candidates in single precision; their lengths exactly below
+        src, dst = [], []
+        for start in range(0, m, 1024):
+            block = _squared_distances(P32[start : start + 1024], P32)  # (b, M)
+            rows = np.arange(len(block))
+            block[rows, start + rows] = np.inf  # not itself
+            nbr = np.argpartition(block, k - 1, axis=1)[:, :k]  # (b, k)
+            src.append(np.repeat(start + rows, k))
+            dst.append(nbr.reshape(-1))
+        src, dst = np.concatenate(src), np.concatenate(dst)
+        diff = P[src] - P[dst]  # (E, S)
+        return src, dst, np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    # rotating to principal axes (an isometry) lets the KD-tree split where the states vary
+    _, _, axes = np.linalg.svd(P[:: max(1, m // 4096)], full_matrices=False)
+    rotated = P @ axes.T  # (M, r)
+    dist, nbr = cKDTree(rotated).query(rotated, k=k + 1)  # (M, k + 1), the first is itself
+    src = np.repeat(np.arange(m), k)
+    dst, dd = nbr[:, 1:].reshape(-1), dist[:, 1:].reshape(-1)
+    ok = dst < m
+    return src[ok], dst[ok], dd[ok]
 
 
 @dataclass

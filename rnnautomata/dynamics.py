@@ -31,7 +31,8 @@ from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings
 from rnnautomata.runs import RunDir, atomic_write_json
 from rnnautomata.train import load_model
 
-__all__ = ["DYNAMICS_FORMAT", "unsupervised_length", "successor_map", "merge_events", "phases", "finite_from", "track", "read_dynamics"]
+__all__ = ["DYNAMICS_FORMAT", "unsupervised_length", "successor_map", "merge_events", "phases", "finite_from", "verdicts",
+           "track", "read_dynamics"]
 
 DYNAMICS_FORMAT = "rnnautomata.dynamics/1"
 
@@ -121,6 +122,7 @@ class _Probed:
     step: int
     epoch: float
     result: ProbeResult
+    model: object = None
 
 
 def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool) -> tuple[list[_Probed], object]:
@@ -141,8 +143,93 @@ def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool
             else:
                 rng = np.random.default_rng((study.seed, 3_000_017))
                 tree = prefix_tree_from_strings(task.sample(rng, study.probe.samples, study.probe.depth), task.n_symbols)
-        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device)))
+        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device, lstm_state=study.probe.lstm_state), model))
     return out, task
+
+
+def verdicts(checkpoints: Sequence[dict], tolerance: float = 0.0) -> dict:
+    """Across checkpoints: when the ε-free machine equals the truth, when it matches the network.
+
+    Uses each checkpoint's ``robust`` entry (see :func:`track`).
+
+    Returns
+    -------
+    dict with
+    - ``first_equivalent_step`` / ``last_equivalent_step`` / ``n_equivalent``: checkpoints whose
+      machine is equivalent to the task's ground truth;
+    - ``first_faithful_step`` / ``last_faithful_step`` / ``n_faithful``: checkpoints whose machine
+      disagrees with the network on at most ``tolerance`` of the checked positions (strings of
+      ``extract.check_length`` and all their prefixes);
+    - ``best_step``: the checkpoint that ranks first by (machine equivalent to the truth,
+      agreement with the network, the network's accuracy at its longest evaluated length, fewer
+      states, later step), with ``best_reason`` in words.
+    """
+    rob = [(c["step"], c["robust"]) for c in checkpoints if c.get("robust")]
+    if not rob:
+        return {}
+    eq = [s for s, r in rob if r.get("equivalent_to_truth")]
+    faithful = [s for s, r in rob if r["agreement"] >= 1.0 - tolerance]
+
+    def longest_acc(c):
+        acc = c.get("acc_by_length") or {}
+        return acc[max(acc, key=int)] if acc else 0.0
+
+    by_step = {c["step"]: c for c in checkpoints}
+    best = max(rob, key=lambda sr: (bool(sr[1].get("equivalent_to_truth")), sr[1]["agreement"],
+                                    longest_acc(by_step[sr[0]]), -sr[1]["n_states"], sr[0]))
+    reason = ("its machine is equivalent to the truth" if best[1].get("equivalent_to_truth")
+              else "no machine is equivalent to the truth; its machine agrees best with the network")
+    return {
+        "first_equivalent_step": eq[0] if eq else None,
+        "last_equivalent_step": eq[-1] if eq else None,
+        "n_equivalent": len(eq),
+        "first_faithful_step": faithful[0] if faithful else None,
+        "last_faithful_step": faithful[-1] if faithful else None,
+        "n_faithful": len(faithful),
+        "best_step": best[0],
+        "best_reason": reason,
+        "n_checkpoints": len(rob),
+    }
+
+
+def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool, write: bool, run: RunDir,
+                unsupervised_below: int, word) -> tuple[list[dict], object]:
+    """The ε-free machine of every checkpoint (rnnautomata.robust), as dynamics entries, and the
+    last checkpoint's machine."""
+    from rnnautomata.probe import prefix_tree as _tree
+    from rnnautomata.robust import RefineBudget, extract_robust, robust_depth
+
+    cfg = study.extract
+    depth = robust_depth(task.n_symbols, study.probe.depth, cfg.robust_max_nodes)
+    same_tree = study.probe.mode == "enumerate" and depth == study.probe.depth
+    tree = probed[0].result.tree if same_tree else _tree(task.n_symbols, depth)
+    budget = RefineBudget(cfg.refine_rounds, cfg.check_strings, cfg.check_length, cfg.tolerance)
+    iterator = probed
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(probed, desc="robust", unit="ckpt")
+    entries = []
+    for p in iterator:
+        r = extract_robust(p.model, tree, task.alphabet, task.outputs, unsupervised_below,
+                           probe_result=p.result if same_tree else None, budget=budget,
+                           rng=np.random.default_rng((study.seed, 5_000_011, p.step)), device=device,
+                           lstm_state=study.probe.lstm_state)
+        same, cex = r.machine.equivalent(task.machine)
+        entry = {
+            "n_states": int(r.machine.n_states), "n_clusters": int(r.n_clusters), "finite": bool(r.finite),
+            "agreement": float(r.agreement), "witness": word(r.witness), "rounds": int(r.rounds),
+            "threshold": float(r.threshold), "depth": int(depth),
+            "equivalent_to_truth": bool(same), "counterexample": word(cex),
+        }
+        entries.append(entry)
+        if write:
+            meta = dict(r.machine.meta)
+            meta.update(step=p.step, epoch=p.epoch, depth=depth, tolerance=cfg.tolerance)
+            path = run.automata_dir / "robust" / f"step_{p.step:06d}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            r.machine.replace(meta=meta).save(path)
+    return entries, r.machine
 
 
 def unsupervised_length(study) -> int:
@@ -161,6 +248,7 @@ def track(
     progress: bool = True,
     write: bool = True,
     nerode: bool | None = None,
+    robust: bool | None = None,
 ) -> dict:
     """Extract a machine at every checkpoint of a run and summarise the merge dynamics.
 
@@ -168,6 +256,11 @@ def track(
     docs/formats.md) unless ``write`` is False. Merger settings default to the study's
     ``[extract]`` section. With ``nerode`` (default: ``extract.nerode``) every checkpoint also gets
     the merge condition measured against the task's Nerode classes (:func:`rnnautomata.nerode.measure`).
+    With ``robust`` (default: ``extract.robust``) every checkpoint also gets its ε-free machine
+    (:func:`rnnautomata.robust.extract_robust`, written to ``automata/robust/``) beside the ε
+    rule's counts, the run gets ``verdicts`` across checkpoints, and the final verdict
+    (``final.equivalent_to_truth``, fidelity) is the ε-free machine's; the ε rule's own final
+    verdict stays in ``final.epsilon_rule``.
 
     Returns
     -------
@@ -239,16 +332,22 @@ def track(
         checkpoints.append(entry)
         prev_labels, prev_n = ext.labels, ext.n_states
 
-    steps_l = [c["step"] for c in checkpoints]
-    fin = [c["finite"] for c in checkpoints]
-    last_min = minimal
-    same, witness = last_min.equivalent(task.machine)
-    model, _ = load_model(run.root, steps_l[-1], device=device)
-    fid = fidelity(last_min, model, lengths=tuple(study.task.test_lengths[:2]), n_strings=8, truth=task.machine,
-                   rng=np.random.default_rng((study.seed, 4_000_037)), device=device)
-
     def word(w):
         return None if w is None else "".join(task.alphabet[s] for s in w)
+
+    with_robust = study.extract.robust if robust is None else robust
+    if with_robust:
+        entries, last_robust = _robust_all(probed, study, task, device, progress, write, run, unsupervised_below, word)
+        for c, r in zip(checkpoints, entries):
+            c["robust"] = r
+    steps_l = [c["step"] for c in checkpoints]
+    fin = [c["finite"] for c in checkpoints]
+    eps_same, eps_witness = minimal.equivalent(task.machine)
+    last_min = last_robust if with_robust else minimal
+    same, witness = last_min.equivalent(task.machine)
+    model = probed[-1].model
+    fid = fidelity(last_min, model, lengths=tuple(study.task.test_lengths[:2]), n_strings=8, truth=task.machine,
+                   rng=np.random.default_rng((study.seed, 4_000_037)), device=device)
     dyn = {
         "format": DYNAMICS_FORMAT,
         "task": study.task.name,
@@ -266,8 +365,11 @@ def track(
             "n_states_min": checkpoints[-1]["n_states_min"],
             "finite": fin[-1],
             "truth_states": int(task.machine.n_states),
+            "machine": "robust" if with_robust else "epsilon",
             "equivalent_to_truth": bool(same),
             "counterexample": word(witness),
+            "epsilon_rule": {"n_states_min": int(minimal.n_states), "equivalent_to_truth": bool(eps_same),
+                             "counterexample": word(eps_witness)},
             "fidelity": {
                 "brute_force_depth": fid.brute_force_depth,
                 "network_agreement": {str(k): v for k, v in fid.network_agreement.items()},
@@ -277,6 +379,10 @@ def track(
             },
         },
     }
+    if with_robust:
+        last_rob = checkpoints[-1]["robust"]
+        dyn["final"]["robust"] = {k: last_rob[k] for k in ("n_states", "n_clusters", "finite", "agreement", "rounds")}
+        dyn["verdicts"] = verdicts(checkpoints, study.extract.tolerance)
     if write:
         atomic_write_json(run.dynamics_path, dyn)
     return dyn

@@ -219,6 +219,7 @@ def extract_robust(
     budget: RefineBudget = RefineBudget(),
     rng: np.random.Generator | None = None,
     device: str | torch.device = "cpu",
+    lstm_state: str = "h",
 ) -> RobustExtraction:
     """Extract the machine the network implements, with no ε and no ground truth.
 
@@ -238,6 +239,8 @@ def extract_robust(
         Checking and refinement budget.
     rng : np.random.Generator or None
         Source of the checked strings (None: seed 0).
+    lstm_state : str
+        For an LSTM, the part of the state whose geometry orders the merges ("h", "c", "hc").
 
     Returns
     -------
@@ -245,7 +248,7 @@ def extract_robust(
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(0) if rng is None else rng
-    pr = probe_result if probe_result is not None else probe(model, tree, device=device)
+    pr = probe_result if probe_result is not None else probe(model, tree, device=device, lstm_state=lstm_state)
     extra: list[tuple[int, ...]] = []
     rounds = 0
     while True:
@@ -263,7 +266,7 @@ def extract_robust(
         extra.append(witness)
         rounds += 1
         grown = prefix_tree_from_strings(_leaf_strings(tree) + extra, len(alphabet))
-        pr = probe(model, grown, device=device)
+        pr = probe(model, grown, device=device, lstm_state=lstm_state)
     check_rng = np.random.default_rng(rng.integers(2**63))
     agreement, witness = agreement_with_network(minimal, model, budget.check_strings, budget.check_length,
                                                 check_rng, device, unsupervised_below)
