@@ -630,6 +630,9 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
     finished checkpoints of every seed are kept.
     CheckpointError if ``out_dir`` holds something else.
     """
+    if study.train.patience is not None:
+        raise ConfigError("train.patience (early stopping) applies to single-seed runs; drop it or drop `seeds`, "
+                          "since the seeds of one study train together for the same number of steps")
     dev = resolve_device(device or study.train.device)
     seeds = list(study.seeds) if study.seeds is not None else [study.seed]
     if study.kind != "automata":

@@ -51,9 +51,13 @@ def cmd_run(args) -> int:
 
     from rnnautomata.config import study_from_dict
     from rnnautomata.dynamics import track
-    from rnnautomata.train import train
+    from rnnautomata.data import make_task
+    from rnnautomata.train import size_warning, train
 
     study = study_from_dict(raw)
+    warning = size_warning(study, make_task(study.task).n_symbols)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     if study.seeds is not None:
         from rnnautomata.aggregate import aggregate_seeds
         from rnnautomata.batched import train_seeds

@@ -85,6 +85,10 @@ class TrainConfig:
                                               # evaluation time); shorter lengths are evaluated at every checkpoint;
                                               # None = all lengths at every checkpoint
     grad_clip: float | None = None            # max global grad norm; None = no clipping
+    patience: int | None = None               # stop early once validation accuracy (at task.val_length, 10x the
+                                              # usual training length) has not improved for this many regular
+                                              # checkpoints, or has been 1.0 for this many; `epochs` is then the
+                                              # budget. None = always train all epochs
     device: str = "cpu"                       # "cpu", "cuda", "cuda:0", ... (CLI --device overrides)
 
 
@@ -150,7 +154,7 @@ _POSITIVE = {
     "task.val_samples", "task.test_samples", "model.hidden_size", "train.lr", "train.batch_size",
     "train.epochs", "train.checkpoint_every", "probe.depth", "probe.samples", "extract.epsilon_scale",
     "extract.epsilon", "extract.n_clusters", "train.eval_every", "train.grad_clip", "task.k",
-    "extract.robust_max_nodes", "extract.check_strings", "extract.check_length",
+    "extract.robust_max_nodes", "extract.check_strings", "extract.check_length", "train.patience",
 }
 
 

@@ -305,6 +305,51 @@ def _batches_from(train_set: TrainingSet, study: Study, start_step: int, steps_p
         epoch += 1
 
 
+class _Patience:
+    """Early stopping on validation accuracy: stop once it has not improved for ``patience``
+    regular checkpoints, or has stayed at 1.0 for that many. Checkpoints before ``first_step``
+    (the early log-spaced ones) do not count."""
+
+    def __init__(self, patience: int | None, first_step: int):
+        self.patience, self.first_step = patience, first_step
+        self.best, self.stale = -1.0, 0
+
+    def update(self, record: dict) -> bool:
+        """Feed one checkpoint's metrics; True when training should stop."""
+        if self.patience is None or record["step"] < self.first_step:
+            return False
+        acc = record.get("val/acc", 0.0)
+        if acc > self.best or (acc == 1.0 and self.best < 1.0):
+            self.best, self.stale = acc, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+
+def study_size(study: Study, n_symbols: int) -> dict:
+    """How many training strings and probed prefixes a study enumerates (before it runs)."""
+    t = study.task
+    lengths = range(t.train_min_length, t.train_max_length + 1)
+    strings = sum(n_symbols**L if t.train_set == "enumerate" else min(t.train_samples, n_symbols**L) for L in lengths)
+    prefixes = (sum(n_symbols**d for d in range(study.probe.depth + 1)) if study.probe.mode == "enumerate"
+                else study.probe.samples * study.probe.depth + 1)
+    return {"train_strings": int(strings), "probe_prefixes": int(prefixes)}
+
+
+#: a study whose training set or probe is larger than this gets a warning (`rnnautomata run`)
+LARGE_STUDY = {"train_strings": 50_000, "probe_prefixes": 100_000}
+
+
+def size_warning(study: Study, n_symbols: int) -> str | None:
+    """A one-line warning when the study is large (None when it is not)."""
+    size = study_size(study, n_symbols)
+    if size["train_strings"] <= LARGE_STUDY["train_strings"] and size["probe_prefixes"] <= LARGE_STUDY["probe_prefixes"]:
+        return None
+    return (f"this study trains on {size['train_strings']:,} strings per epoch and probes {size['probe_prefixes']:,} "
+            f"prefixes per checkpoint ({n_symbols} symbols); it will be slow: consider task.train_set = \"sample\" "
+            f"(task.train_samples per length) or a smaller task.train_max_length / probe.depth")
+
+
 def train(study: Study, out_dir: str | Path, device: str | None = None, progress: bool = True, resume: bool = True) -> dict:
     """Train the study's model, writing checkpoints and metrics into ``out_dir``.
 
@@ -364,13 +409,19 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
         run.append_metrics(rec)
         return rec
 
+    patience = _Patience(study.train.patience, spe * study.train.checkpoint_every)
+    stopped_early = None
+    for rec in run.read_metrics() if resumed_from is not None else []:  # replay: resumed == uninterrupted
+        if patience.update(rec):
+            stopped_early, pending, record = rec["step"], [], rec  # it had stopped early: nothing to train
+            break
     bar = _progress(total, resumed_from or 0, progress, study.name)
     start = resumed_from or 0
     try:
         if pending and pending[0] == start:
             record = save(start)
             pending.pop(0)
-        for step, epoch, i, rows in _batches_from(train_set, study, start, spe):
+        for step, epoch, i, rows in _batches_from(train_set, study, start, spe) if pending else ():
             idx = torch.as_tensor(rows, device=dev)
             out, tgt = supervised(model, inputs[i][idx], targets[i][idx], study.task.target, empty)
             loss = _loss(out, tgt, study.train.loss, task.n_outputs)
@@ -395,6 +446,9 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
                 pending.pop(0)
                 if bar is not None:
                     bar.set_postfix(loss=f"{record['train/loss']:.2e}", val=f"{record['val/loss']:.2e}", refresh=False)
+                if patience.update(record):
+                    stopped_early = step
+                    break
     except KeyboardInterrupt:
         done = run.steps()
         raise TrainingError(
@@ -403,8 +457,12 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
     finally:
         if bar is not None:
             bar.close()
-    run.write_manifest(status="complete")
-    return {"steps": run.steps(), "final": record, "resumed_from": resumed_from, "steps_per_epoch": spe}
+    if stopped_early is not None:
+        run.write_manifest(status="complete", stopped_early_at=stopped_early)
+    else:
+        run.write_manifest(status="complete")
+    return {"steps": run.steps(), "final": record, "resumed_from": resumed_from, "steps_per_epoch": spe,
+            "stopped_early_at": stopped_early}
 
 
 def _progress(total: int, initial: int, enabled: bool, name: str):

@@ -232,3 +232,15 @@ def test_many_seed_long_string_inference_matches_each_model(nonlinearity):
         out = batched.forward_last(x)  # (n, B, O)
         for k, m in enumerate(models):
             torch.testing.assert_close(out[k], m.forward_last(x[k]), rtol=1e-4, atol=1e-5)
+
+
+def test_patience_with_seeds_is_a_clear_error(tmp_path):
+    from rnnautomata.batched import train_seeds
+    from rnnautomata.config import study_from_dict
+    from rnnautomata.errors import ConfigError
+
+    from conftest import tiny_raw
+
+    study = study_from_dict(tiny_raw(seeds=[0, 1], train={"patience": 2}))
+    with pytest.raises(ConfigError, match="patience"):
+        train_seeds(study, tmp_path / "run", progress=False)

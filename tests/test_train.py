@@ -145,3 +145,42 @@ def test_all_positions_supervise_the_empty_prefix_too():
     assert out.shape == (1, 5, 3)
     assert tgt.tolist() == [[0, 1, 2, 2, 0]]  # empty prefix first: 0 ones mod 3
     torch.testing.assert_close(out[:, 0], model.readout(model.initial_state(1)))
+
+
+def test_patience_stops_when_validation_accuracy_is_flat_and_resume_keeps_the_stop(tmp_path):
+    # streaming parity on strings up to length 4 with a big lr: validation (length 12) saturates or stalls
+    # quickly; with patience 2 the run must stop 2 regular checkpoints after its best, not at epoch 30
+    study = study_from_dict(tiny_raw(train={"epochs": 30, "patience": 2, "checkpoint_every": 1}))
+    result = train(study, tmp_path / "run", progress=False)
+    metrics = RunDir(tmp_path / "run").read_metrics()
+    spe = result["steps_per_epoch"]
+    regular = [m for m in metrics if m["step"] >= spe]
+    accs = [m["val/acc"] for m in regular]
+    # brute force over the recorded accuracies: the last checkpoint is the first at which the best
+    # so far was reached (or 1.0 first held) exactly `patience` checkpoints earlier
+    best_at = max(range(len(accs)), key=lambda i: (accs[i], -i))
+    assert result["stopped_early_at"] == regular[-1]["step"] < 30 * spe
+    assert len(regular) - 1 - best_at == 2
+    assert RunDir(tmp_path / "run").read_manifest()["stopped_early_at"] == result["stopped_early_at"]
+    # rerunning resumes into a run that had already stopped: nothing new is trained
+    again = train(study, tmp_path / "run", progress=False)
+    assert again["steps"] == result["steps"] and again["stopped_early_at"] == result["stopped_early_at"]
+
+
+def test_no_patience_trains_every_epoch(tmp_path, tiny_study):
+    result = train(tiny_study, tmp_path / "run", progress=False)
+    assert result["stopped_early_at"] is None
+    assert result["steps"][-1] == tiny_study.train.epochs * result["steps_per_epoch"]
+
+
+def test_size_warning_counts_strings_and_prefixes():
+    from rnnautomata.train import size_warning, study_size
+
+    ternary = study_from_dict(tiny_raw(task={"train_max_length": 10}, probe={"depth": 10}))
+    size = study_size(ternary, 3)
+    assert size["train_strings"] == sum(3**L for L in range(1, 11)) == 88_572
+    assert size["probe_prefixes"] == sum(3**d for d in range(11))
+    assert "88,572 strings" in size_warning(ternary, 3)
+    assert size_warning(study_from_dict(tiny_raw()), 2) is None
+    sampled = study_from_dict(tiny_raw(task={"train_max_length": 10, "train_set": "sample", "train_samples": 100}))
+    assert study_size(sampled, 3)["train_strings"] == 3 + 9 + 27 + 81 + 100 * 6
