@@ -59,7 +59,15 @@ def machine_spec(index: int) -> tuple[int, int, int]:
     return n_states, n_symbols, n_outputs
 
 
-def train_pair(work: Path, index: int, arch: str, seed: int, epochs: int | None = None) -> tuple[Path, Machine]:
+#: training recipes: overrides of tasks/tomita1.toml. "zoo" is the zoo's fixed 25 epochs; "patience" is
+#: the recipe docs/guide.md recommends for a new task: a budget of 200 epochs, stopped once validation
+#: accuracy at length 50 (5x the training length) has not improved, or has been 100 %, for 4
+#: checkpoints (20 epochs).
+RECIPES = {"zoo": [], "patience": ["train.epochs=200", "train.patience=4"]}
+
+
+def train_pair(work: Path, index: int, arch: str, seed: int, epochs: int | None = None,
+               recipe: str = "patience") -> tuple[Path, Machine]:
     n, k, o = machine_spec(index)
     truth = random_machine(n, k, o, np.random.default_rng(index))
     mpath = work / f"m{index:03d}.json"
@@ -73,6 +81,7 @@ def train_pair(work: Path, index: int, arch: str, seed: int, epochs: int | None 
                  f'name="m{index:03d}_{arch}_s{seed}"']
     if k > 2:
         overrides += ['task.train_set="sample"', "task.train_samples=1024"]
+    overrides += RECIPES[recipe]
     if epochs is not None:
         overrides += [f"train.epochs={epochs}"]
     study = study_from_dict(apply_overrides(read_toml(ROOT / "tasks" / "tomita1.toml"), overrides))
@@ -173,13 +182,23 @@ def main(argv=None) -> int:
     p.add_argument("--archs", default="elman,gru,lstm")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke tests only)")
-    p.add_argument("--work", default=str(ROOT / "runs" / "bench_robust"))
+    p.add_argument("--recipe", default="patience", choices=sorted(RECIPES), help="training recipe (see RECIPES)")
+    p.add_argument("--work", default=None, help="where trained runs are cached (default runs/bench_robust/<recipe>)")
     p.add_argument("--no-lstar", action="store_true")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--json", default=None, help="write every row and the summary here")
+    p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                   help="only print the summary of the rows of these --json files (parts run in parallel)")
     args = p.parse_args(argv)
+    if args.combine:
+        rows = [r for f in args.combine for r in json.loads(Path(f).read_text())["rows"]]
+        summary = summarise(rows)
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        return 0
     torch.set_num_threads(1)
-    work = Path(args.work)
+    work = Path(args.work) if args.work else ROOT / "runs" / "bench_robust" / args.recipe
     work.mkdir(parents=True, exist_ok=True)
     archs = args.archs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -188,7 +207,7 @@ def main(argv=None) -> int:
         for arch in archs:
             for seed in seeds:
                 t = time.perf_counter()
-                run, truth = train_pair(work, index, arch, seed, args.epochs)
+                run, truth = train_pair(work, index, arch, seed, args.epochs, args.recipe)
                 train_s = time.perf_counter() - t
                 if args.train_only:
                     print(f"{run.name}: trained in {train_s:.1f} s", flush=True)

@@ -14,7 +14,16 @@ writes ``aggregate.json`` (format ``rnnautomata.aggregate/1``)::
      "peak": {"per_seed": [{"seed": 0, "n_states": 353, "n_states_min": 136, "step": 11130}, ...],
               "n_states": {"median": ..., "q25": ..., "q75": ..., "n": 8}, "step": {...}},
      "final": {"step": 21000, "per_seed": [{"seed": 0, "n_states": 27, "n_states_min": 2,
-               "finite": true, "equivalent_to_truth": true, "acc_by_length": {"100": 1.0}}, ...]}}
+               "finite": true, "equivalent_to_truth": true, "machine": "robust",
+               "epsilon_rule_equivalent": true, "robust": {...}, "verdicts": {...},
+               "acc_by_length": {"100": 1.0}}, ...]},
+     "verdicts": {"n_seeds": 8, "n_ever_equivalent": 8, "n_final_equivalent": 8,
+                  "first_equivalent_step": {"median": ..., ...}, "best_step": {...}}}
+
+Per seed, ``equivalent_to_truth`` is that of the final machine dynamics.json names in ``machine``
+("robust": the ε-free extractor, the default; "epsilon": the ε rule), ``epsilon_rule_equivalent``
+that of the ε rule's, and ``robust`` / ``verdicts`` are copied from the seed's dynamics.json
+(see docs/formats.md). ``verdicts`` (None when no seed has them) counts the seeds.
 
 Medians and quartiles are numpy's (linear interpolation) over the seeds that have the checkpoint;
 ``finite_from_step.median`` is over the seeds that became finite, ``n_never`` counts the others.
@@ -113,6 +122,22 @@ def _track_all(runs: list[RunDir], progress: bool, jobs: int) -> list[dict]:
     return dyns  # type: ignore[return-value]
 
 
+def _verdict_summary(final: list[dict]) -> dict | None:
+    """Across seeds: how many ever / finally extract to the truth, and when first."""
+    with_v = [f for f in final if f.get("verdicts")]
+    if not with_v:
+        return None
+    first = [f["verdicts"]["first_equivalent_step"] for f in with_v]
+    ever = [s for s in first if s is not None]
+    return {
+        "n_seeds": len(with_v),
+        "n_ever_equivalent": len(ever),
+        "n_final_equivalent": sum(bool(f.get("equivalent_to_truth")) for f in with_v),
+        "first_equivalent_step": spread(ever) if ever else None,
+        "best_step": spread([f["verdicts"]["best_step"] for f in with_v]),
+    }
+
+
 def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None = None) -> dict:
     """Track every seed run of a multi-seed folder and summarise the spread across seeds.
 
@@ -177,6 +202,10 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
             "n_states_min": last["n_states_min"],
             "finite": last["finite"],
             "equivalent_to_truth": dyn["final"].get("equivalent_to_truth"),
+            "machine": dyn["final"].get("machine", "epsilon"),
+            "epsilon_rule_equivalent": (dyn["final"].get("epsilon_rule") or {}).get("equivalent_to_truth"),
+            "robust": dyn["final"].get("robust"),
+            "verdicts": dyn.get("verdicts"),
             "acc_by_length": last.get("acc_by_length", {}),
         })
     agg = {
@@ -196,6 +225,7 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
             "step": spread([p["step"] for p in peaks]),
         },
         "final": {"step": max(f["step"] for f in final), "per_seed": final},
+        "verdicts": _verdict_summary(final),
     }
     atomic_write_json(top.root / "aggregate.json", agg)
     stem = top.figures_dir / "seeds_timeline"

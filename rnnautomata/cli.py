@@ -163,7 +163,15 @@ def _print_aggregate_summary(agg: dict) -> None:
         n, s = peak["n_states"], peak["step"]
         print(f"peak merged states (end of the tree phase): median {n['median']:.0f} [{n['q25']:.0f}, {n['q75']:.0f}] "
               f"at step median {s['median']:.0f} [{s['q25']:.0f}, {s['q75']:.0f}]")
-    print(f"final machines equivalent to the task's machine: {n_eq} of {len(final)} seeds")
+    which = "ε-free machines" if any(s.get("machine") == "robust" for s in final) else "machines"
+    print(f"final {which} equivalent to the task's machine: {n_eq} of {len(final)} seeds")
+    v = agg.get("verdicts")
+    if v:
+        eps_eq = sum(bool(s.get("epsilon_rule_equivalent")) for s in final)
+        first = v["first_equivalent_step"]
+        print(f"ε rule's final machines equivalent: {eps_eq} of {len(final)}; ε-free machine ever equivalent: "
+              f"{v['n_ever_equivalent']} of {v['n_seeds']} seeds"
+              + ("" if first is None else f", first at step median {first['median']:.0f} [{first['q25']:.0f}, {first['q75']:.0f}]"))
 
 
 def cmd_extract(args) -> int:

@@ -85,8 +85,8 @@ class TrainConfig:
                                               # evaluation time); shorter lengths are evaluated at every checkpoint;
                                               # None = all lengths at every checkpoint
     grad_clip: float | None = None            # max global grad norm; None = no clipping
-    patience: int | None = None               # stop early once validation accuracy (at task.val_length, 10x the
-                                              # usual training length) has not improved for this many regular
+    patience: int | None = None               # stop early once validation accuracy (at task.val_length, longer
+                                              # than training) has not improved for this many regular
                                               # checkpoints, or has been 1.0 for this many; `epochs` is then the
                                               # budget. None = always train all epochs
     device: str = "cpu"                       # "cpu", "cuda", "cuda:0", ... (CLI --device overrides)

@@ -226,7 +226,7 @@ def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool,
         if write:
             meta = dict(r.machine.meta)
             meta.update(step=p.step, epoch=p.epoch, depth=depth, tolerance=cfg.tolerance)
-            path = run.automata_dir / "robust" / f"step_{p.step:06d}.json"
+            path = run.robust_automaton_path(p.step)
             path.parent.mkdir(parents=True, exist_ok=True)
             r.machine.replace(meta=meta).save(path)
     return entries, r.machine

@@ -122,21 +122,34 @@ def _history_png(dynamics: Mapping[str, Any]) -> str | None:
 
 
 def _final_machine_html(run, last_step: int, max_states: int) -> str:
+    dots = []
+    robust_path = run.robust_automaton_path(last_step)
+    if robust_path.is_file():
+        rob = Machine.load(robust_path)
+        dots.append(machine_dot(rob, max_states=max_states,
+                                title=f"ε-free (consistent merging + refinement): {rob.n_states} states"))
     path = run.automaton_path(last_step)
-    if not path.is_file():
+    if path.is_file():
+        machine = Machine.load(path)
+        minimal = machine.minimize()
+        dots.append(machine_dot(minimal, max_states=max_states,
+                                title=f"ε rule, minimised: {minimal.n_states} states"))
+        if machine.n_states <= max_states and machine.n_states != minimal.n_states:
+            dots.append(machine_dot(machine, max_states=max_states,
+                                    title=f"ε rule, as extracted: {machine.n_states} states"))
+    if not dots:
         return "<p>No extracted machine at the last checkpoint.</p>"
-    machine = Machine.load(path)
-    minimal = machine.minimize()
-    dots = [machine_dot(minimal, max_states=max_states,
-                        title=f"minimised: {minimal.n_states} states")]
-    if machine.n_states <= max_states and machine.n_states != minimal.n_states:
-        dots.append(machine_dot(machine, max_states=max_states,
-                                title=f"as extracted: {machine.n_states} states"))
     parts = []
     for svg, dot in zip(dot_to_svgs(dots), dots):
         parts.append(f'<div class="drawing">{svg}</div>' if svg is not None
                      else f'<pre class="dot">{html.escape(dot)}</pre>')
     return "".join(parts)
+
+
+def _step_range(first, last, n, total) -> str:
+    if not n:
+        return f"none of {total} checkpoints"
+    return f"steps {first:,}–{last:,} ({n} of {total} checkpoints)" if first != last else f"step {first:,} (1 of {total})"
 
 
 def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -158,11 +171,30 @@ def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[t
                      _fmt(generalises)))
     rows.append(("final machine", f"{_fmt(ck[-1]['n_states'])} merged states, {_fmt(ck[-1]['n_states_min'])} minimised, "
                  f"{'finite' if ck[-1]['finite'] else 'not finite'}"))
+    robust = final.get("robust")
+    if robust:
+        rows.append(("final ε-free machine", f"{_fmt(robust['n_states'])} states, agrees with the network on "
+                     f"{_fmt(robust['agreement'], 5)} of checked positions ({_fmt(robust['rounds'])} refinement rounds)"))
     if "equivalent_to_truth" in final:
         witness = final.get("counterexample")
-        rows.append(("equivalent to the task's machine",
+        which = "ε-free machine" if final.get("machine") == "robust" else "machine"
+        rows.append((f"final {which} equivalent to the task's machine",
                      _fmt(final["equivalent_to_truth"]) + (f" (truth: {_fmt(final.get('truth_states'))} states)")
                      + ("" if witness is None else f"; shortest counterexample {html.escape(repr(witness))}")))
+    eps = final.get("epsilon_rule")
+    if robust and eps:
+        witness = eps.get("counterexample")
+        rows.append(("final ε-rule machine equivalent to the task's machine",
+                     f"{_fmt(eps['equivalent_to_truth'])} ({_fmt(eps['n_states_min'])} minimised states)"
+                     + ("" if witness is None else f"; shortest counterexample {html.escape(repr(witness))}")))
+    v = dyn.get("verdicts")
+    if v:
+        total = v["n_checkpoints"]
+        rows.append(("ε-free machine equivalent to the truth at",
+                     _step_range(v["first_equivalent_step"], v["last_equivalent_step"], v["n_equivalent"], total)))
+        rows.append(("ε-free machine matches the network on long strings at",
+                     _step_range(v["first_faithful_step"], v["last_faithful_step"], v["n_faithful"], total)))
+        rows.append(("best checkpoint", f"step {v['best_step']:,}: {html.escape(v['best_reason'])}"))
     return rows
 
 
@@ -170,15 +202,20 @@ def _table_html(dyn: Mapping[str, Any]) -> str:
     ck = dyn["checkpoints"]
     phases = dyn.get("phases") or []
     lengths = sorted({k for c in ck for k in (c.get("acc_by_length") or {})}, key=int)
-    head = ["#", "step", "epoch", "phase", "merged states", "minimised", "finite", "merges",
-            "train loss", "val loss"] + [f"acc len {int(k):,}" for k in lengths]
+    with_robust = any(c.get("robust") for c in ck)
+    head = (["#", "step", "epoch", "phase", "merged states", "minimised", "finite", "merges"]
+            + (["ε-free states", "ε-free agreement", "ε-free = truth"] if with_robust else [])
+            + ["train loss", "val loss"] + [f"acc len {int(k):,}" for k in lengths])
     rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for i, c in enumerate(ck):
         acc = c.get("acc_by_length") or {}
         merges = sum(len(e["from"]) - 1 for e in (c.get("merged") or []))
         cells = [str(i), f"{c['step']:,}", _fmt(c.get("epoch"), 4), _phase_of(c["step"], phases),
-                 _fmt(c["n_states"]), _fmt(c["n_states_min"]), _fmt(c["finite"]), _fmt(merges),
-                 _fmt(c.get("train_loss")), _fmt(c.get("val_loss"))] + [_fmt(acc.get(k)) for k in lengths]
+                 _fmt(c["n_states"]), _fmt(c["n_states_min"]), _fmt(c["finite"]), _fmt(merges)]
+        if with_robust:
+            r = c.get("robust") or {}
+            cells += [_fmt(r.get("n_states")), _fmt(r.get("agreement"), 5), _fmt(r.get("equivalent_to_truth"))]
+        cells += [_fmt(c.get("train_loss")), _fmt(c.get("val_loss"))] + [_fmt(acc.get(k)) for k in lengths]
         cls = "finite" if c["finite"] else "open"
         rows.append(f'<tr class="{cls}" data-index="{i}">' + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     return '<table id="ckpt-table">' + "".join(rows) + "</table>"

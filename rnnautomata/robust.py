@@ -77,7 +77,9 @@ class RobustExtraction:
     Attributes
     ----------
     machine : Machine
-        The minimised machine (states numbered in BFS order from the start).
+        The minimised machine (states numbered in BFS order from the start): of the refinement
+        rounds' machines, the one that agrees best with the network on fresh strings (its
+        ``meta["chosen_round"]`` says which).
     extraction : Extraction
         The quotient before minimisation (its ``labels`` are states of the final tree's nodes).
     probe_result : ProbeResult
@@ -251,12 +253,14 @@ def extract_robust(
     pr = probe_result if probe_result is not None else probe(model, tree, device=device, lstm_state=lstm_state)
     extra: list[tuple[int, ...]] = []
     rounds = 0
+    candidates = []  # (round, minimal, ext, pr, merger): one per round
     while True:
         t = pr.tree
         voting = t.depth >= unsupervised_below
         merger = ConsistentMerger(t, pr.outputs, voting=voting, n_neighbors=budget.n_neighbors).fit(pr.states)
         ext = extract_machine(pr, merger.labels_, alphabet, outputs, unsupervised_below)
         minimal = ext.machine.minimize()
+        candidates.append((rounds, minimal, ext, pr, merger))
         if rounds >= budget.max_rounds:
             break
         symbols = _check_strings(minimal, rng, budget.check_strings, max(budget.check_length, t.max_depth + 1))
@@ -267,11 +271,19 @@ def extract_robust(
         rounds += 1
         grown = prefix_tree_from_strings(_leaf_strings(tree) + extra, len(alphabet))
         pr = probe(model, grown, device=device, lstm_state=lstm_state)
+    # A refinement that fits a network's errors on one string can cost agreement elsewhere (a network
+    # that is not quite finite-state): keep the round whose machine agrees best with the network on
+    # one common set of fresh strings (ties: fewer states, then the earlier round).
     check_rng = np.random.default_rng(rng.integers(2**63))
-    agreement, witness = agreement_with_network(minimal, model, budget.check_strings, budget.check_length,
-                                                check_rng, device, unsupervised_below)
+    check = check_rng.integers(0, len(alphabet), size=(budget.check_strings, budget.check_length))  # (B, T)
+    scored = []
+    for cand in candidates:
+        agree, total, witness = _disagreement(cand[1], model, check, device, unsupervised_below)
+        scored.append(((agree / total if total else 1.0), witness, cand))
+    agreement, witness, (chosen, minimal, ext, pr, merger) = max(
+        scored, key=lambda x: (x[0], -x[2][1].n_states, -x[2][0]))
     meta = dict(minimal.meta)
-    meta.update(method="consistent", n_clusters=int(ext.n_states), refine_rounds=rounds,
+    meta.update(method="consistent", n_clusters=int(ext.n_states), refine_rounds=rounds, chosen_round=chosen,
                 agreement=agreement, threshold=merger.threshold_)
     return RobustExtraction(
         machine=minimal.replace(meta=meta),

@@ -164,6 +164,10 @@ class RunDir:
     def automaton_path(self, step: int) -> Path:
         return self.automata_dir / f"step_{step:06d}.json"
 
+    def robust_automaton_path(self, step: int) -> Path:
+        """The ε-free machine of checkpoint ``step`` (rnnautomata.robust), beside the ε rule's."""
+        return self.automata_dir / "robust" / f"step_{step:06d}.json"
+
     # --- manifest --------------------------------------------------------------------------
     def exists(self) -> bool:
         return self.manifest_path.is_file()

@@ -59,6 +59,13 @@ def test_aggregate_matches_per_seed_dynamics(seeds_dir):
     finals = agg["final"]["per_seed"]
     assert [f["seed"] for f in finals] == SEEDS
     assert all("20" in f["acc_by_length"] for f in finals)
+    # verdicts across seeds, counted here from each seed's per-checkpoint ε-free machines
+    ever = [next((c["step"] for c in d["checkpoints"] if c["robust"]["equivalent_to_truth"]), None) for d in dyns]
+    v = agg["verdicts"]
+    assert v["n_seeds"] == 3 and v["n_ever_equivalent"] == sum(e is not None for e in ever)
+    assert v["n_final_equivalent"] == sum(bool(d["final"]["equivalent_to_truth"]) for d in dyns)
+    assert [f["verdicts"]["first_equivalent_step"] for f in finals] == ever
+    assert [f["epsilon_rule_equivalent"] for f in finals] == [d["final"]["epsilon_rule"]["equivalent_to_truth"] for d in dyns]
     assert json.loads((seeds_dir / "aggregate.json").read_text()) == json.loads(json.dumps(agg))
     for ext in ("png", "svg"):
         assert (seeds_dir / "figures" / f"seeds_timeline.{ext}").stat().st_size > 1000

@@ -86,7 +86,7 @@ def test_run_and_track_many_seeds(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "final machines equivalent to the task's machine" in text
+    assert "final ε-free machines equivalent to the task's machine" in text and "ε rule's final machines equivalent" in text
     assert (out / "seed_0000" / "dynamics.json").is_file() and (out / "seed_0001" / "dynamics.json").is_file()
     assert main(["track", str(out), "--quiet", "--json"]) == 0
     agg = json.loads(capsys.readouterr().out)

@@ -86,3 +86,24 @@ def test_report_needs_dynamics(tmp_path):
     (run / "dynamics.json").unlink()
     with pytest.raises(CheckpointError, match="rnnautomata track"):
         write_report(run)
+
+
+def test_report_states_the_verdicts_across_checkpoints(tmp_path):
+    from conftest import tiny_raw
+    from rnnautomata.config import study_from_dict
+    from rnnautomata.dynamics import track
+    from rnnautomata.train import train
+
+    run = tmp_path / "run"
+    train(study_from_dict(tiny_raw()), run, progress=False)
+    dyn = track(run, progress=False)
+    text = write_report(run, progress=False).read_text(encoding="utf-8")
+    v = dyn["verdicts"]
+    # the verdict rows restate what dynamics.json holds (counted from its checkpoints, independently)
+    n_eq = sum(bool(c["robust"]["equivalent_to_truth"]) for c in dyn["checkpoints"])
+    assert v["n_equivalent"] == n_eq
+    assert "ε-free machine equivalent to the truth at" in text and "best checkpoint" in text
+    assert f"step {v['best_step']:,}: " in text
+    assert (f"({n_eq} of {len(dyn['checkpoints'])} checkpoints)" in text or n_eq <= 1)
+    assert "ε-free states" in text  # the per-checkpoint table column
+    assert "consistent merging" in text  # the final ε-free machine is drawn (its title)
