@@ -64,6 +64,7 @@ from rnnautomata.train import (
     checkpoint_steps,
     resolve_device,
     start_output,
+    task_sources,
 )
 
 __all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
@@ -628,8 +629,13 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
     ------
     TrainingError if a seed's loss becomes NaN/inf: the message names the seed(s) and the step;
     finished checkpoints of every seed are kept.
-    CheckpointError if ``out_dir`` holds something else.
+    CheckpointError if ``out_dir`` holds something else, or another process is training into it.
     """
+    with RunDir(Path(out_dir)).locked():
+        return _train_seeds(study, out_dir, device, progress)
+
+
+def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress: bool) -> dict:
     if study.train.patience is not None:
         raise ConfigError("train.patience (early stopping) applies to single-seed runs; drop it or drop `seeds`, "
                           "since the seeds of one study train together for the same number of steps")
@@ -772,7 +778,8 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
     seeds = [st.seed for st in studies]
     resumed_from = None
     existed = top.exists()
-    top.start_or_resume(SEEDS_KIND, top_toml)  # new folder, or this very study there
+    sources = task_sources(study)
+    top.start_or_resume(SEEDS_KIND, top_toml, sources)  # new folder, or this very study there
     if existed:
         for run, st in zip(runs, studies):
             if run.exists() and (not run.study_path.is_file() or run.study_path.read_text() != study_to_toml(st)):
@@ -791,9 +798,10 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
             atomic_write_text(run.study_path, study_to_toml(st))
         if resumed_from is None:
             run.rewrite_metrics([])
-        run.write_manifest(kind="automata", status="running", name=st.name, steps_per_epoch=spe, schedule=schedule)
+        run.write_manifest(kind="automata", status="running", name=st.name, steps_per_epoch=spe, schedule=schedule,
+                           sources=sources)
     top.write_manifest(
-        kind=SEEDS_KIND, status="running", name=study.name, seeds=seeds,
+        kind=SEEDS_KIND, status="running", name=study.name, seeds=seeds, sources=sources,
         seed_dirs=[run.root.name for run in runs], steps_per_epoch=spe, schedule=schedule,
     )
     return resumed_from

@@ -265,7 +265,22 @@ def track(
     Returns
     -------
     The dynamics dict.
+
+    Raises
+    ------
+    CheckpointError if the folder is not a run, or another ``track`` is writing into it.
     """
+    args = dict(merger=merger, epsilon_scale=epsilon_scale, epsilon=epsilon, device=device, progress=progress,
+                write=write, nerode=nerode, robust=robust)
+    if not write:
+        return _track(run_dir, **args)
+    run = RunDir(Path(run_dir))
+    run.read_manifest()  # a missing or foreign folder says so before anything is created in it
+    with run.locked("track"):
+        return _track(run_dir, **args)
+
+
+def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, nerode, robust) -> dict:
     run = RunDir(Path(run_dir))
     manifest = run.read_manifest()
     if manifest.get("kind", "automata") != "automata":

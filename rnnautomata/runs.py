@@ -17,6 +17,7 @@ header and raw tensor bytes, and never executes code from the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -66,6 +67,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -172,9 +180,41 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
-    def start_or_resume(self, kind: str, study_toml: str) -> list[int]:
+    @contextlib.contextmanager
+    def locked(self, what: str = "training") -> Iterator["RunDir"]:
+        """Hold this run folder for one writer (an advisory ``flock`` on ``.lock``, or ``.<what>.lock``).
+
+        A second writer gets a one-line :class:`CheckpointError` naming the holder (its pid, host
+        and command); the lock goes away with the process, so a killed run never leaves it held.
+        """
+        import fcntl
+        import socket
+        import sys
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / (".lock" if what == "training" else f".{what}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "another process"
+                raise CheckpointError(f"{self.root} is already being written ({what}) by {holder}; wait for it to "
+                                      f"finish, or use another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])})".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def start_or_resume(self, kind: str, study_toml: str, sources: Mapping[str, str] | None = None) -> list[int]:
         """Make a new run folder holding ``study_toml``, or accept an existing run of this very
         study (``kind`` and study.toml both equal) to resume it.
+
+        ``sources`` maps files the study reads (e.g. ``"task.path"``) to their content hashes
+        (:func:`file_digest`); a run that recorded other hashes in its manifest is refused, since
+        the same study.toml would then mean a different task. The caller records them with
+        ``write_manifest(sources=...)``.
 
         Returns the checkpoint steps already there (``[]`` for a new folder). Raises
         :class:`CheckpointError` for a folder holding another kind of run or another study: a
@@ -186,6 +226,13 @@ class RunDir:
                 raise CheckpointError(
                     f"{self.root} holds a different study; use another --out (or delete the folder to start over)"
                 )
+            recorded = manifest.get("sources") or {}
+            for key, digest in (sources or {}).items():
+                if key in recorded and recorded[key] != digest:
+                    raise CheckpointError(
+                        f"the file behind {key} changed since {self.root} was trained on it (sha256 {recorded[key][:12]}… "
+                        f"then, {digest[:12]}… now); restore it, or use another --out for the new task"
+                    )
             return self.steps()
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.study_path, study_toml)

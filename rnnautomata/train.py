@@ -305,6 +305,14 @@ def _batches_from(train_set: TrainingSet, study: Study, start_step: int, steps_p
         epoch += 1
 
 
+def task_sources(study: Study) -> dict[str, str]:
+    """Content hashes of the files the study's task reads (``task.path``), for the run's identity."""
+    from rnnautomata.runs import file_digest
+
+    path = study.task.path
+    return {"task.path": file_digest(path)} if path and Path(path).is_file() else {}
+
+
 class _Patience:
     """Early stopping on validation accuracy: stop once it has not improved for ``patience``
     regular checkpoints, or has stayed at 1.0 for that many. Checkpoints before ``first_step``
@@ -368,8 +376,14 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
 
     Raises
     ------
-    TrainingError if the loss becomes NaN/inf (finished checkpoints are kept).
+    TrainingError if the loss becomes NaN/inf (finished checkpoints are kept). CheckpointError if
+    another process is training into ``out_dir``.
     """
+    with RunDir(Path(out_dir)).locked():
+        return _train(study, out_dir, device, progress, resume)
+
+
+def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool, resume: bool) -> dict:
     dev = resolve_device(device or study.train.device)
     run = RunDir(Path(out_dir))
     task = make_task(study.task)
@@ -385,14 +399,16 @@ def train(study: Study, out_dir: str | Path, device: str | None = None, progress
     if run.exists() and not resume:
         run.read_manifest()  # a foreign folder says so first
         raise CheckpointError(f"{run.root} already holds a run; choose another --out or delete it")
-    done = run.start_or_resume("automata", study_to_toml(study))
+    sources = task_sources(study)
+    done = run.start_or_resume("automata", study_to_toml(study), sources)
     if done:
         resumed_from = done[-1]
         tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
         model.load_state_dict(model_state(tensors))
         restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
         run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
-    run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule)
+    run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule,
+                       sources=sources)
 
     empty = start_output(task)
     inputs = [torch.as_tensor(x, device=dev) for x in train_set.inputs]

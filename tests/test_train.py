@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,45 @@ def test_size_warning_counts_strings_and_prefixes():
     assert size_warning(study_from_dict(tiny_raw()), 2) is None
     sampled = study_from_dict(tiny_raw(task={"train_max_length": 10, "train_set": "sample", "train_samples": 100}))
     assert study_size(sampled, 3)["train_strings"] == 3 + 9 + 27 + 81 + 100 * 6
+
+
+def test_a_second_writer_of_one_run_folder_gets_a_one_line_error(tmp_path, tiny_study):
+    import multiprocessing as mp
+
+    run = RunDir(tmp_path / "run")
+    # another process holds the folder (as a second `rnnautomata run` would see it)
+    ready, release = mp.Event(), mp.Event()
+    holder = mp.get_context("fork").Process(target=_hold_lock, args=(str(run.root), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(CheckpointError, match="already being written") as info:
+            train(tiny_study, run.root, progress=False)
+        assert "\n" not in str(info.value) and f"pid {holder.pid}" in str(info.value)
+        assert not (run.root / "metrics.jsonl").exists()  # nothing was written by the refused writer
+    finally:
+        release.set()
+        holder.join(30)
+    train(tiny_study, run.root, progress=False)  # free again once the holder is gone
+    steps = [m["step"] for m in run.read_metrics()]
+    assert steps == sorted(set(steps))  # each checkpoint's metrics once
+
+
+def _hold_lock(root, ready, release):
+    with RunDir(Path(root)).locked():
+        ready.set()
+        release.wait(30)
+
+
+def test_editing_the_machine_file_behind_task_path_refuses_the_resume(tmp_path):
+    from rnnautomata.data.regular import random_machine
+
+    mfile = tmp_path / "m.json"
+    random_machine(3, 2, 2, np.random.default_rng(0)).save(mfile)
+    raw = tiny_raw(task={"name": "machine", "path": str(mfile), "target": "all"}, train={"epochs": 2})
+    train(study_from_dict(raw), tmp_path / "run", progress=False)
+    train(study_from_dict(raw), tmp_path / "run", progress=False)  # same file: resumes (nothing left to do)
+    random_machine(3, 2, 2, np.random.default_rng(1)).save(mfile)  # same path, another task
+    with pytest.raises(CheckpointError, match="task.path changed") as info:
+        train(study_from_dict(raw), tmp_path / "run", progress=False)
+    assert "\n" not in str(info.value)

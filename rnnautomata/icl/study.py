@@ -133,12 +133,15 @@ def _has_state(opt: torch.optim.Optimizer) -> bool:
 
 
 def run_study(study: ICLStudy | GrokkingStudy, out_dir: Path, device: str = "cpu", progress: bool = True) -> dict:
-    """Train the study's model, write the run directory, and return a summary dict."""
-    if isinstance(study, GrokkingStudy):
-        from rnnautomata.icl import grokking
+    """Train the study's model, write the run directory, and return a summary dict.
 
-        return grokking.run_grokking(study, Path(out_dir), device, progress)
-    return _run_icl(study, Path(out_dir), device, progress)
+    Raises CheckpointError if another process is training into ``out_dir``."""
+    with RunDir(Path(out_dir)).locked():
+        if isinstance(study, GrokkingStudy):
+            from rnnautomata.icl import grokking
+
+            return grokking.run_grokking(study, Path(out_dir), device, progress)
+        return _run_icl(study, Path(out_dir), device, progress)
 
 
 def track_run(out_dir: Path) -> dict:
