@@ -45,7 +45,7 @@ import numpy as np
 
 from rnnautomata.dynamics import DYNAMICS_FORMAT, track
 from rnnautomata.errors import CheckpointError
-from rnnautomata.runs import RunDir, atomic_write_json
+from rnnautomata.runs import RunDir, atomic_savefig, atomic_write_json
 
 __all__ = ["AGGREGATE_FORMAT", "aggregate_seeds", "spread", "draw_seeds_timeline"]
 
@@ -286,7 +286,7 @@ def draw_seeds_timeline(agg: dict, path_stem: str | Path) -> list[Path]:
     written = []
     for ext in ("png", "svg"):
         out = path_stem.with_suffix(f".{ext}")
-        fig.savefig(out, dpi=120)
+        atomic_savefig(fig, out, dpi=120)
         written.append(out)
     plt.close(fig)
     return written

@@ -607,6 +607,9 @@ class Machine:
                 file.write(text)
                 file.flush()
                 os.fsync(file.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temp_name, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
             os.replace(temp_name, path)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)

@@ -22,6 +22,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from rnnautomata.runs import atomic_savefig
+
 __all__ = ["merge_history_graph", "history_layout", "draw_merge_history"]
 
 
@@ -170,6 +172,6 @@ def draw_merge_history(
     paths = []
     for fmt in formats:
         path = stem.with_suffix("." + fmt)
-        fig.savefig(path, dpi=150, metadata={"Date": None} if fmt == "svg" else {})
+        atomic_savefig(fig, path, dpi=150, metadata={"Date": None} if fmt == "svg" else {})
         paths.append(path)
     return paths

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ import numpy as np
 
 from rnnautomata.automata import Machine
 from rnnautomata.errors import CheckpointError
+from rnnautomata.runs import atomic_savefig, atomic_write_text
 
 __all__ = [
     "DEFAULT_MAX_STATES",
@@ -422,10 +424,18 @@ def _write_dot_outputs(dot: str, stem: Path, formats: Sequence[str]) -> list[Pat
         _notice(_MISSING)
         return written or [_write_text(stem.with_suffix(".dot"), dot)]
     args = [binary]
+    temps = {fmt: stem.parent / f".{stem.name}.{fmt}.tmp" for fmt in wanted}  # renamed into place once whole
     for fmt in wanted:
-        args += [f"-T{fmt}", f"-o{stem.with_suffix('.' + fmt)}"]
+        args += [f"-T{fmt}", f"-o{temps[fmt]}"]
     try:
-        proc = _graphviz(args, dot)
+        try:
+            proc = _graphviz(args, dot)
+            if proc.returncode == 0:
+                for fmt, tmp in temps.items():
+                    os.replace(tmp, stem.with_suffix("." + fmt))
+        finally:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
     except subprocess.TimeoutExpired:
         _notice(f"graphviz took over {GRAPHVIZ_TIMEOUT_S} s on {stem.name}; wrote {stem.with_suffix('.dot')} instead")
         return written or [_write_text(stem.with_suffix(".dot"), dot)]
@@ -437,8 +447,7 @@ def _write_dot_outputs(dot: str, stem: Path, formats: Sequence[str]) -> list[Pat
 
 
 def _write_text(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+    return atomic_write_text(path, text)
 
 
 _SVG_START = re.compile(r"<\?xml[^>]*\?>")
@@ -634,7 +643,7 @@ def _image_row(pngs: Sequence[Path], stem: Path) -> list[Path]:
     paths = []
     for fmt in ("png", "svg"):
         path = stem.with_suffix("." + fmt)
-        fig.savefig(path, dpi=150 if fmt == "png" else 100, metadata=_no_date(fmt))
+        atomic_savefig(fig, path, dpi=150 if fmt == "png" else 100, metadata=_no_date(fmt))
         paths.append(path)
     return paths
 
@@ -685,7 +694,7 @@ def _save(fig, path_stem: str | Path, formats: Sequence[str]) -> list[Path]:
     paths = []
     for fmt in formats:
         path = stem.with_suffix("." + fmt)
-        fig.savefig(path, dpi=150, metadata=_no_date(fmt))
+        atomic_savefig(fig, path, dpi=150, metadata=_no_date(fmt))
         paths.append(path)
     return paths
 

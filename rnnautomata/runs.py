@@ -81,6 +81,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_savefig(fig, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """``fig.savefig`` to ``path`` atomically (rendered in memory, then written by rename); the
+    format is the file's suffix."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip("."), **kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=True) + "\n")
@@ -100,7 +111,22 @@ def save_checkpoint(
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta.setdefault("rnnautomata_version", __version__)
-    return atomic_write_bytes(path, st_save(cpu, metadata=meta))
+    return atomic_write_bytes(path, _canonical_safetensors(st_save(cpu, metadata=meta)))
+
+
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order.
+
+    safetensors writes the header from a hash map, so the order of its keys (and so the file's
+    bytes) varies between processes; sorted, equal weights and metadata give identical files.
+    Tensor offsets do not depend on the header, so only the header is rewritten (padded with
+    spaces to a multiple of 8 bytes, as safetensors itself does).
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

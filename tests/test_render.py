@@ -242,3 +242,21 @@ def test_render_run_errors_are_one_line(tmp_path):
     RunDir(run).write_manifest(kind="icl")
     with pytest.raises(CheckpointError, match="'icl' run"):
         render.render_run(run)
+
+
+def test_written_files_get_the_usual_permissions_and_no_temporary_files_stay(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        parity = Machine(("0", "1"), ("0", "1"), np.array([[0, 1], [1, 0]]), np.array([0, 1]), 0)
+        parity.save(tmp_path / "m.json")
+        written = render.draw_machine(parity, tmp_path / "fig" / "parity", formats=("svg", "png", "dot"))
+        run = write_synthetic_run(tmp_path / "run", n_checkpoints=6, depth=3)
+        fig_paths = render.plot_timeline(synthetic_dynamics(run), tmp_path / "fig" / "timeline")
+    finally:
+        os.umask(umask)
+    for path in [tmp_path / "m.json", *written, *fig_paths]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path  # mkstemp's 0600 would hide them from others
+    assert not [p for p in (tmp_path / "fig").iterdir() if p.name.startswith(".")]  # temporaries renamed or gone

@@ -227,3 +227,22 @@ def test_editing_the_machine_file_behind_task_path_refuses_the_resume(tmp_path):
     with pytest.raises(CheckpointError, match="task.path changed") as info:
         train(study_from_dict(raw), tmp_path / "run", progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_same_seed_checkpoints_are_byte_identical_across_processes(tmp_path, tiny_study):
+    import subprocess
+    import sys
+
+    from rnnautomata.config import study_to_toml
+
+    (tmp_path / "s.toml").write_text(study_to_toml(tiny_study))
+    code = ("import sys, torch; torch.set_num_threads(1); from rnnautomata.config import load_study; "
+            "from rnnautomata.train import train; train(load_study(sys.argv[1]), sys.argv[2], progress=False)")
+    for name in ("a", "b"):  # separate processes: a hash-ordered header would differ between them
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.toml"), str(tmp_path / name)], check=True)
+    files = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
+    assert files and files == sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    for f in files:
+        assert (tmp_path / "a" / "checkpoints" / f).read_bytes() == (tmp_path / "b" / "checkpoints" / f).read_bytes()
+    tensors, meta = load_checkpoint(tmp_path / "a" / "checkpoints" / files[-1])  # still a valid safetensors file
+    assert tensors and meta["format"]
