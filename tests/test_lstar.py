@@ -105,3 +105,14 @@ def test_lstar_agrees_with_extraction_on_trained_tomita4(tmp_path):
     assert extracted.equivalent(task.machine)[0]
     assert learned.equivalent(task.machine)[0]
     assert learned.equivalent(extracted)[0]
+
+
+def test_default_oracle_learns_a_perfect_network_and_a_spent_budget_stops_learning():
+    task = regular.tomita(4)
+    full = lstar.learn_machine(MachineNetwork(task.machine), task.alphabet, task.outputs)  # defaults
+    assert full.machine.equivalent(task.machine)[0] and not full.budget_exhausted
+    big = regular.random_task(30, 2, 2, seed=3)
+    cut = lstar.learn_machine(MachineNetwork(big.machine), big.alphabet, big.outputs, max_seconds=0.0)
+    # with no time, the oracle never looks for a counterexample: L* returns its first hypothesis
+    assert cut.budget_exhausted and cut.n_states < big.machine.n_states
+    assert not cut.machine.equivalent(big.machine)[0]
