@@ -674,8 +674,9 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
             m.load_state_dict({name: w[k] for name, w in weights.items()})
             for p, state in zip(m.parameters(), opt_state):
                 o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
-            write_checkpoint(run, step, step / spe, m, o, st, task)
-            run.append_metrics({"step": step, "epoch": step / spe, **records[k]})
+            rec = {"step": step, "epoch": step / spe, **records[k]}
+            write_checkpoint(run, step, step / spe, m, o, st, task, metrics=rec)
+            run.append_metrics(rec)
         return records
 
     pending = [s for s in schedule if resumed_from is None or s > resumed_from]
@@ -791,7 +792,7 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
                 tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
                 m.load_state_dict(model_state(tensors))
                 restore_optimizer(o, tensors)
-                run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
+                run.restore_metrics(resumed_from)
     for run, st in zip(runs, studies):
         if not run.exists():
             run.root.mkdir(parents=True, exist_ok=True)

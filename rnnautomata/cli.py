@@ -187,10 +187,21 @@ def cmd_extract(args) -> int:
         raise CheckpointError(f"{run.root} is a {kind!r} run; `extract` reads automata runs")
     step = run.resolve_step(args.step)
     robust = getattr(args, "method", "robust") == "robust"
-    path = run.automata_dir / "robust" / f"step_{step:06d}.json" if robust else run.automaton_path(step)
-    if not path.is_file():
-        from rnnautomata.dynamics import track
+    path = run.robust_automaton_path(step) if robust else run.automaton_path(step)
+    from rnnautomata.dynamics import read_dynamics, stored_machine_is_current, track
 
+    if path.is_file():
+        epsilon = None
+        if not robust:
+            try:
+                epsilon = read_dynamics(run.root)["epsilon"]
+            except CheckpointError:
+                epsilon = float("nan")  # no dynamics.json to vouch for it: extract again
+        if not stored_machine_is_current(run, path, step, epsilon):
+            print(f"the stored machine {path} was made from another checkpoint or ε; extracting again",
+                  file=sys.stderr)
+            path.unlink()
+    if not path.is_file():
         track(run.root, progress=not args.quiet, robust=True if robust else None)
     if not path.is_file():
         raise CheckpointError(f"{path} was not written; rerun `rnnautomata track {run.root}`")

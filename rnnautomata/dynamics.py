@@ -28,7 +28,7 @@ from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine, fidelity
 from rnnautomata.merge import epsilon_from_states, make_merger
 from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe
-from rnnautomata.runs import RunDir, atomic_write_json
+from rnnautomata.runs import RunDir, atomic_write_json, file_digest
 from rnnautomata.train import load_model
 
 __all__ = ["DYNAMICS_FORMAT", "unsupervised_length", "successor_map", "merge_events", "phases", "finite_from", "verdicts",
@@ -225,7 +225,8 @@ def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool,
         entries.append(entry)
         if write:
             meta = dict(r.machine.meta)
-            meta.update(step=p.step, epoch=p.epoch, depth=depth, tolerance=cfg.tolerance)
+            meta.update(step=p.step, epoch=p.epoch, depth=depth, tolerance=cfg.tolerance,
+                        checkpoint_sha256=file_digest(run.checkpoint_path(p.step)))
             path = run.robust_automaton_path(p.step)
             path.parent.mkdir(parents=True, exist_ok=True)
             r.machine.replace(meta=meta).save(path)
@@ -280,6 +281,32 @@ def track(
         return _track(run_dir, **args)
 
 
+def remove_stale_automata(run: RunDir, steps: Sequence[int]) -> list[Path]:
+    """Delete stored machines (automata/ and automata/robust/) of steps that are no longer
+    checkpoints of the run, so nothing serves a machine of a checkpoint that is gone."""
+    import re
+
+    keep, removed = set(steps), []
+    for folder in (run.automata_dir, run.automata_dir / "robust"):
+        for path in folder.glob("step_*.json") if folder.is_dir() else ():
+            m = re.fullmatch(r"step_(\d+)\.json", path.name)
+            if m and int(m.group(1)) not in keep:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def stored_machine_is_current(run: RunDir, path: Path, step: int, epsilon: float | None = None) -> bool:
+    """Whether the stored machine at ``path`` was extracted from the checkpoint now at ``step`` (its
+    sha256) and, for the ε rule, under ``epsilon`` (the run's dynamics.json ε)."""
+    from rnnautomata.automata import Machine
+
+    meta = Machine.load(path).meta
+    if meta.get("checkpoint_sha256") != file_digest(run.checkpoint_path(step)):
+        return False
+    return epsilon is None or meta.get("epsilon") == epsilon
+
+
 def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, nerode, robust) -> dict:
     run = RunDir(Path(run_dir))
     manifest = run.read_manifest()
@@ -289,6 +316,8 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
     steps = run.steps()
     if not steps:
         raise CheckpointError(f"{run.root} has no checkpoints; run `rnnautomata run` first")
+    if write:
+        remove_stale_automata(run, steps)
     merger_name = merger or study.extract.merger
     probed, task = _probe_all(run, steps, study, device, progress)
 
@@ -341,7 +370,8 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
         if write:
             meta = dict(ext.machine.meta)
             meta.update(step=p.step, epoch=p.epoch, n_states=entry["n_states"], n_states_min=entry["n_states_min"],
-                        finite=entry["finite"], merger=merger_name, epsilon=epsilon)
+                        finite=entry["finite"], merger=merger_name, epsilon=epsilon,
+                        checkpoint_sha256=file_digest(run.checkpoint_path(p.step)))
             run.automata_dir.mkdir(parents=True, exist_ok=True)
             ext.machine.replace(meta=meta).save(run.automaton_path(p.step))
         checkpoints.append(entry)

@@ -146,12 +146,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
     except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a safetensors file ({type(err).__name__}); "
-            "delete it and rerun `rnnautomata run` to resume from the previous checkpoint"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file ({type(err).__name__}); "
+                              + _repair_advice(path)) from None
     metadata = dict(header.get("__metadata__") or {})
     return tensors, metadata
+
+
+def _repair_advice(path: Path) -> str:
+    """What restores a run whose checkpoint ``path`` is damaged."""
+    def step_of(p: Path) -> int | None:
+        m = re.fullmatch(r"step_(\d+)\.safetensors", p.name)
+        return int(m.group(1)) if m else None
+
+    match = step_of(path)
+    later = [p for p in path.parent.glob("step_*.safetensors") if match is not None and (step_of(p) or -1) > match]
+    if match is None or path.parent.name != "checkpoints":
+        return "it cannot be read"
+    run = path.parent.parent
+    if not later:  # the last one: resuming recreates it
+        return f"delete it and rerun `rnnautomata run {run / 'study.toml'} --out {run}` to retrain it from the previous checkpoint"
+    # a middle one: resuming goes on from the last checkpoint and would never recreate it; training
+    # is deterministic, so the same study into a new folder writes it again, byte for byte
+    return (f"resuming cannot recreate a middle checkpoint: retrain the run into a new folder with "
+            f"`rnnautomata run {run / 'study.toml'} --out NEW` (same seed: identical checkpoints) and use that")
 
 
 @dataclass(frozen=True)
@@ -345,6 +362,18 @@ class RunDir:
     def rewrite_metrics(self, records: list[Mapping[str, Any]]) -> None:
         """Replace metrics.jsonl (used on resume to drop records past the last checkpoint)."""
         atomic_write_text(self.metrics_path, "".join(json.dumps(dict(r)) + "\n" for r in records))
+
+    def restore_metrics(self, upto: int) -> None:
+        """On resume: keep the metrics records of checkpoints up to step ``upto`` (dropping later
+        ones), and give back a checkpoint's record from the copy in its own metadata when its line
+        was lost (a kill between writing the checkpoint and appending the line)."""
+        have = {r["step"]: r for r in self.read_metrics() if isinstance(r.get("step"), int) and r["step"] <= upto}
+        for step in self.steps():
+            if step <= upto and step not in have:
+                _, meta = load_checkpoint(self.checkpoint_path(step))
+                if "metrics" in meta:
+                    have[step] = json.loads(meta["metrics"])
+        self.rewrite_metrics([have[s] for s in sorted(have)])
 
     def iter_automata(self) -> Iterator[tuple[int, Path]]:
         for step in self.steps():

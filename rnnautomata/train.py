@@ -249,7 +249,10 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
 
 
-def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask) -> None:
+def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask,
+                     metrics: dict | None = None) -> None:
+    """Save one checkpoint; ``metrics`` (its metrics.jsonl record) is kept in the metadata too, so a
+    kill between the checkpoint and its metrics line loses nothing (:meth:`RunDir.restore_metrics`)."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     tensors.update(optimizer_tensors(opt))
     meta = {
@@ -260,6 +263,8 @@ def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel
         "alphabet": json.dumps(list(task.alphabet)),
         "outputs": json.dumps(list(task.outputs)),
     }
+    if metrics is not None:
+        meta["metrics"] = json.dumps(metrics, allow_nan=True)
     save_checkpoint(run.checkpoint_path(step), tensors, meta)
 
 
@@ -406,7 +411,7 @@ def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool
         tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
         model.load_state_dict(model_state(tensors))
         restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
-        run.rewrite_metrics([r for r in run.read_metrics() if r.get("step", 0) <= resumed_from])
+        run.restore_metrics(resumed_from)
     run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule,
                        sources=sources)
 
@@ -421,7 +426,7 @@ def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool
         rec = {"step": step, "epoch": step / spe}
         long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
         rec.update(evaluate(model, train_set, eval_set, study, dev, max_length=None if long_eval else LONG_EVAL_LENGTH))
-        write_checkpoint(run, step, step / spe, model, opt, study, task)
+        write_checkpoint(run, step, step / spe, model, opt, study, task, metrics=rec)
         run.append_metrics(rec)
         return rec
 

@@ -38,7 +38,10 @@ def _compare_with_single(tmp_path, study, check_metrics=True):
         for step in single["steps"]:
             a, meta_a = load_checkpoint(a_run.checkpoint_path(step))
             b, meta_b = load_checkpoint(b_run.checkpoint_path(step))
+            rec_a, rec_b = json.loads(meta_a.pop("metrics")), json.loads(meta_b.pop("metrics"))
             assert meta_a == meta_b  # same study, step, epoch, alphabet, format
+            assert rec_a.keys() == rec_b.keys()  # the metrics copy: equal to float tolerance
+            assert all(rec_b[k] == pytest.approx(rec_a[k], abs=1e-5) for k in rec_a)
             assert a.keys() == b.keys()  # same tensor names, optimizer state included
             for k in a:
                 torch.testing.assert_close(b[k], a[k], rtol=0, atol=ATOL, msg=f"seed {s} step {step} {k}")

@@ -91,3 +91,29 @@ def test_run_and_track_many_seeds(tmp_path, capsys):
     assert main(["track", str(out), "--quiet", "--json"]) == 0
     agg = json.loads(capsys.readouterr().out)
     assert agg["seeds"] == [0, 1]
+
+
+def test_extract_never_serves_a_machine_of_a_checkpoint_that_changed(tmp_path, capsys):
+    from rnnautomata.automata import Machine
+    from rnnautomata.runs import RunDir
+
+    p = _write(tmp_path, tiny_raw())
+    out = tmp_path / "r"
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--no-render"]) == 0
+    run = RunDir(out)
+    steps = run.steps()
+    # the run is retrained into the same folder with a checkpoint gone (e.g. a corrupt one deleted)
+    run.checkpoint_path(steps[1]).unlink()
+    stale = run.automaton_path(steps[1])
+    assert stale.is_file()
+    assert main(["track", str(out), "--quiet"]) == 0
+    assert not stale.is_file() and not run.robust_automaton_path(steps[1]).is_file()  # removed with it
+    # a stored machine whose checkpoint changed since is extracted again, not served
+    last = steps[-1]
+    stored = Machine.load(run.automaton_path(last))
+    stored.replace(meta={**stored.meta, "checkpoint_sha256": "0" * 64, "n_states": -1}).save(run.automaton_path(last))
+    capsys.readouterr()
+    assert main(["extract", str(out), "--method", "epsilon", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "extracting again" in captured.err
+    assert json.loads(captured.out)["meta"]["n_states"] != -1

@@ -246,3 +246,42 @@ def test_same_seed_checkpoints_are_byte_identical_across_processes(tmp_path, tin
         assert (tmp_path / "a" / "checkpoints" / f).read_bytes() == (tmp_path / "b" / "checkpoints" / f).read_bytes()
     tensors, meta = load_checkpoint(tmp_path / "a" / "checkpoints" / files[-1])  # still a valid safetensors file
     assert tensors and meta["format"]
+
+
+def test_a_kill_between_a_checkpoint_and_its_metrics_line_loses_no_line(tmp_path, tiny_study):
+    full = train(tiny_study, tmp_path / "full", progress=False)
+    run = RunDir(tmp_path / "cut")
+    train(tiny_study, run.root, progress=False)
+    keep = full["steps"][4]
+    for step in run.steps():
+        if step > keep:
+            run.checkpoint_path(step).unlink()
+    # the kill came after checkpoint `keep` was written but before its metrics line was appended
+    run.rewrite_metrics([m for m in run.read_metrics() if m["step"] < keep])
+    run.write_manifest(status="running")
+    train(tiny_study, run.root, progress=False)
+    assert run.read_metrics() == RunDir(tmp_path / "full").read_metrics()  # every line, identical
+
+
+def test_the_advice_for_a_corrupt_checkpoint_restores_it(tmp_path, tiny_study):
+    train(tiny_study, tmp_path / "r", progress=False)
+    run = RunDir(tmp_path / "r")
+    steps = run.steps()
+    originals = {s: run.checkpoint_path(s).read_bytes() for s in steps}
+    # a middle checkpoint: resuming would never rewrite it; the advice is a new folder
+    middle = steps[len(steps) // 2]
+    run.checkpoint_path(middle).write_bytes(originals[middle][:100])
+    with pytest.raises(CheckpointError, match="resuming cannot recreate a middle checkpoint") as info:
+        load_model(run.root, middle)
+    assert "--out NEW" in str(info.value)
+    train(tiny_study, tmp_path / "new", progress=False)  # what the advice says
+    assert RunDir(tmp_path / "new").checkpoint_path(middle).read_bytes() == originals[middle]
+    # the last checkpoint: delete it and rerun in place
+    run.checkpoint_path(middle).write_bytes(originals[middle])
+    last = steps[-1]
+    run.checkpoint_path(last).write_bytes(originals[last][:100])
+    with pytest.raises(CheckpointError, match="delete it and rerun"):
+        load_model(run.root, last)
+    run.checkpoint_path(last).unlink()
+    train(tiny_study, run.root, progress=False)
+    assert run.checkpoint_path(last).read_bytes() == originals[last]
