@@ -235,12 +235,49 @@ def cmd_track(args) -> int:
     from rnnautomata.dynamics import track
 
     dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device,
-                progress=not args.quiet, nerode=args.nerode or None, robust=False if args.no_robust else None)
+                progress=not args.quiet, nerode=args.nerode or None, robust=False if args.no_robust else None,
+                out_dir=args.out)
     if args.json:
         print(json.dumps(dyn, indent=1))
     else:
         _print_dynamics_summary(dyn)
-        print(f"wrote {run / 'dynamics.json'}")
+        print(f"wrote {Path(args.out or run) / 'dynamics.json'}")
+    return 0
+
+
+def cmd_steps(args) -> int:
+    from rnnautomata.runs import RunDir
+
+    run = RunDir(Path(args.run))
+    kind = run.read_manifest().get("kind", "automata")
+    if kind == "seeds":
+        raise CheckpointError(f"{run.root} holds many seeds; list one seed's steps, e.g. "
+                              f"`rnnautomata steps {run.root / 'seed_0000'}`")
+    metrics = {m.get("step"): m for m in run.read_metrics()}
+    states = {}
+    if run.dynamics_path.is_file():
+        from rnnautomata.dynamics import read_dynamics
+
+        states = {c["step"]: c for c in read_dynamics(run.root)["checkpoints"]}
+    rows = []
+    for i, step in enumerate(run.steps()):
+        m, c = metrics.get(step, {}), states.get(step, {})
+        rows.append({"index": i, "step": step, "epoch": m.get("epoch"), "val_acc": m.get("val/acc"),
+                     "n_states": c.get("n_states"), "n_states_min": c.get("n_states_min"),
+                     "robust_states": (c.get("robust") or {}).get("n_states")})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    print(f"{'@':>4} {'step':>8} {'epoch':>8} {'val acc':>8} {'ε states':>9} {'minimised':>9} {'ε-free':>7}")
+    for r in rows:
+        print(f"{'@' + str(r['index']):>4} {r['step']:>8} {f(r['epoch'], '.4g'):>8} {f(r['val_acc'], '.4f'):>8} "
+              f"{f(r['n_states'], 'd'):>9} {f(r['n_states_min'], 'd'):>9} {f(r['robust_states'], 'd'):>7}")
+    if not states:
+        print(f"(states appear after `rnnautomata track {run.root}`)")
     return 0
 
 
@@ -258,7 +295,9 @@ def cmd_render(args) -> int:
             print(f"wrote {Path(args.run) / 'figures' / f'seeds_timeline.{ext}'}")
         return 0
 
-    steps = None if args.step is None else [args.step]
+    from rnnautomata.runs import RunDir
+
+    steps = None if args.step is None else [RunDir(Path(args.run)).resolve_step(args.step)]
     for path in render_run(Path(args.run), steps=steps):
         print(f"wrote {path}")
     return 0
@@ -320,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="print the machine extracted at a checkpoint")
     p.add_argument("run")
-    p.add_argument("--step", default="last", help="a checkpoint step or 'last' (default)")
+    p.add_argument("--step", default="last", help="a checkpoint step, 'last' (default) or @K (the K-th checkpoint; @-1 = last)")
     p.add_argument("--format", choices=("json", "dot"), default="json")
     p.add_argument("--minimize", action="store_true", help="print the minimised machine (the ε-free one always is)")
     p.add_argument("--method", choices=("robust", "epsilon"), default="robust",
@@ -339,13 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure merge precision/recall against the task's Nerode classes at every checkpoint")
     p.add_argument("--no-robust", action="store_true",
                    help="skip the ε-free machine at every checkpoint (only the ε rule; faster)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write dynamics.json and automata/ into DIR instead of the run folder (nothing there is overwritten)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("render", help="draw machines and the merge timeline into RUN/figures")
     p.add_argument("run")
-    p.add_argument("--step", type=int, help="draw only this checkpoint's machine")
+    p.add_argument("--step", help="draw only this checkpoint's machine (a step, 'last' or @K)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("report", help="write RUN/report.html")
@@ -354,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the known tasks and shipped studies")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("steps", help="list a run's checkpoints: index (@K), step, epoch, accuracy, states")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_steps)
     return parser
 
 

@@ -192,7 +192,7 @@ def verdicts(checkpoints: Sequence[dict], tolerance: float = 0.0) -> dict:
     }
 
 
-def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool, write: bool, run: RunDir,
+def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool, write: bool, run: RunDir, dest: RunDir,
                 unsupervised_below: int, word) -> tuple[list[dict], object]:
     """The ε-free machine of every checkpoint (rnnautomata.robust), as dynamics entries, and the
     last checkpoint's machine."""
@@ -227,7 +227,7 @@ def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool,
             meta = dict(r.machine.meta)
             meta.update(step=p.step, epoch=p.epoch, depth=depth, tolerance=cfg.tolerance,
                         checkpoint_sha256=file_digest(run.checkpoint_path(p.step)))
-            path = run.robust_automaton_path(p.step)
+            path = dest.robust_automaton_path(p.step)
             path.parent.mkdir(parents=True, exist_ok=True)
             r.machine.replace(meta=meta).save(path)
     return entries, r.machine
@@ -250,6 +250,7 @@ def track(
     write: bool = True,
     nerode: bool | None = None,
     robust: bool | None = None,
+    out_dir: str | Path | None = None,
 ) -> dict:
     """Extract a machine at every checkpoint of a run and summarise the merge dynamics.
 
@@ -261,7 +262,8 @@ def track(
     (:func:`rnnautomata.robust.extract_robust`, written to ``automata/robust/``) beside the ε
     rule's counts, the run gets ``verdicts`` across checkpoints, and the final verdict
     (``final.equivalent_to_truth``, fidelity) is the ε-free machine's; the ε rule's own final
-    verdict stays in ``final.epsilon_rule``.
+    verdict stays in ``final.epsilon_rule``. With ``out_dir``, dynamics.json and automata/ go there
+    instead (the run folder is only read: re-extract with other settings without overwriting).
 
     Returns
     -------
@@ -277,8 +279,16 @@ def track(
         return _track(run_dir, **args)
     run = RunDir(Path(run_dir))
     run.read_manifest()  # a missing or foreign folder says so before anything is created in it
-    with run.locked("track"):
-        return _track(run_dir, **args)
+    if out_dir is not None:
+        dest = Path(out_dir)
+        if dest.resolve() == run.root.resolve():
+            out_dir = None
+        elif dest.exists() and any(p.name not in ("dynamics.json", "automata") and not p.name.startswith(".")
+                                   for p in dest.iterdir()):
+            raise CheckpointError(f"{dest} holds other files; track --out writes dynamics.json and automata/ into a "
+                                  f"new folder (or one it wrote before)")
+    with RunDir(Path(out_dir) if out_dir is not None else run.root).locked("track"):
+        return _track(run_dir, **args, out_dir=out_dir)
 
 
 def remove_stale_automata(run: RunDir, steps: Sequence[int]) -> list[Path]:
@@ -307,8 +317,9 @@ def stored_machine_is_current(run: RunDir, path: Path, step: int, epsilon: float
     return epsilon is None or meta.get("epsilon") == epsilon
 
 
-def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, nerode, robust) -> dict:
+def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, nerode, robust, out_dir=None) -> dict:
     run = RunDir(Path(run_dir))
+    dest = run if out_dir is None else RunDir(Path(out_dir))
     manifest = run.read_manifest()
     if manifest.get("kind", "automata") != "automata":
         raise CheckpointError(f"{run.root} is a {manifest.get('kind')!r} run; `track` on it is handled by its own module")
@@ -317,7 +328,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
     if not steps:
         raise CheckpointError(f"{run.root} has no checkpoints; run `rnnautomata run` first")
     if write:
-        remove_stale_automata(run, steps)
+        remove_stale_automata(dest, steps)
     merger_name = merger or study.extract.merger
     probed, task = _probe_all(run, steps, study, device, progress)
 
@@ -372,8 +383,8 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
             meta.update(step=p.step, epoch=p.epoch, n_states=entry["n_states"], n_states_min=entry["n_states_min"],
                         finite=entry["finite"], merger=merger_name, epsilon=epsilon,
                         checkpoint_sha256=file_digest(run.checkpoint_path(p.step)))
-            run.automata_dir.mkdir(parents=True, exist_ok=True)
-            ext.machine.replace(meta=meta).save(run.automaton_path(p.step))
+            dest.automata_dir.mkdir(parents=True, exist_ok=True)
+            ext.machine.replace(meta=meta).save(dest.automaton_path(p.step))
         checkpoints.append(entry)
         prev_labels, prev_n = ext.labels, ext.n_states
 
@@ -382,7 +393,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
 
     with_robust = study.extract.robust if robust is None else robust
     if with_robust:
-        entries, last_robust = _robust_all(probed, study, task, device, progress, write, run, unsupervised_below, word)
+        entries, last_robust = _robust_all(probed, study, task, device, progress, write, run, dest, unsupervised_below, word)
         for c, r in zip(checkpoints, entries):
             c["robust"] = r
     steps_l = [c["step"] for c in checkpoints]
@@ -429,7 +440,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
         dyn["final"]["robust"] = {k: last_rob[k] for k in ("n_states", "n_clusters", "finite", "agreement", "rounds")}
         dyn["verdicts"] = verdicts(checkpoints, study.extract.tolerance)
     if write:
-        atomic_write_json(run.dynamics_path, dyn)
+        atomic_write_json(dest.dynamics_path, dyn)
     return dyn
 
 

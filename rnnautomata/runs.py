@@ -321,16 +321,23 @@ class RunDir:
         return sorted(found)
 
     def resolve_step(self, step: int | str | None) -> int:
-        """Turn ``None``/``"last"``/an int into an existing checkpoint step, or raise CheckpointError."""
+        """Turn ``None``/``"last"``/a step/``"@K"`` (the K-th checkpoint, 0-based, negative from the
+        end) into an existing checkpoint step, or raise CheckpointError."""
         steps = self.steps()
         if not steps:
             raise CheckpointError(f"{self.root} has no checkpoints yet; run `rnnautomata run` first")
         if step is None or step == "last":
             return steps[-1]
+        if isinstance(step, str) and step.startswith("@"):
+            try:
+                return steps[int(step[1:])]
+            except (ValueError, IndexError):
+                raise CheckpointError(f"checkpoint index {step!r} is not one of @0..@{len(steps) - 1} "
+                                      f"(or @-1..@-{len(steps)} from the end)") from None
         try:
             step = int(step)
         except ValueError:
-            raise CheckpointError(f"step {step!r} is not an integer or 'last'") from None
+            raise CheckpointError(f"step {step!r} is not a step, 'last' or '@INDEX'") from None
         if step not in steps:
             raise CheckpointError(
                 f"{self.root} has no checkpoint at step {step}; available: {steps[0]}..{steps[-1]} ({len(steps)} checkpoints)"
