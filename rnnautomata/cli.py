@@ -37,11 +37,14 @@ def _run_kind(run_dir: Path) -> str:
 def cmd_run(args) -> int:
     from rnnautomata.config import apply_overrides, read_toml
 
-    raw = apply_overrides(read_toml(args.study), args.set or [])
-    raw.setdefault("name", Path(args.study).stem)
+    from rnnautomata.studies import find_study, resolve_relative_paths
+
+    study_file = find_study(args.study)
+    raw = apply_overrides(resolve_relative_paths(read_toml(study_file), study_file), args.set or [])
+    raw.setdefault("name", study_file.stem)
     out = Path(args.out) if args.out else Path("runs") / str(raw["name"])
     progress = not args.quiet
-    if _kind_of(raw, args.study) in _ICL_KINDS:
+    if _kind_of(raw, study_file) in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
 
         study = icl_study.load_study(raw)
@@ -328,11 +331,13 @@ def cmd_tasks(args) -> int:
     print("tasks (task.name in a study):")
     for name in sorted(TASKS):
         print(f"  {name:<22} {TASKS[name][1]}")
-    studies = sorted(Path("tasks").glob("*.toml")) if Path("tasks").is_dir() else []
+    from rnnautomata.studies import shipped_studies
+
+    studies = shipped_studies()
     if studies:
-        print("studies shipped in tasks/:")
-        for p in studies:
-            print(f"  {p}")
+        print("shipped studies (`rnnautomata run NAME` from any folder):")
+        for name, p in studies.items():
+            print(f"  {name:<28} {p}")
     return 0
 
 
@@ -348,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train a study, extract automata at every checkpoint, render and report")
-    p.add_argument("study", help="a study TOML file, e.g. tasks/streaming_parity.toml")
+    p.add_argument("study", help="a study TOML file, or a shipped study's name (e.g. tomita3; `rnnautomata tasks` lists them)")
     p.add_argument("--out", help="run directory (default runs/<study name>); an existing run of the same study resumes")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")

@@ -152,6 +152,38 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return tensors, metadata
 
 
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+#: study fields a finished run can be continued with (more epochs of the same training)
+EXTENDABLE = ("train.epochs",)
+
+
+def _check_extension(root: Path, old_toml: str, new_toml: str) -> None:
+    """Accept a study that only trains the run in ``root`` for more epochs; otherwise a one-line
+    error naming the fields that differ."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    old, new = _flat(tomllib.loads(old_toml)), _flat(tomllib.loads(new_toml))
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if differ == ["train.epochs"] and isinstance(old.get("train.epochs"), int) and new["train.epochs"] > old["train.epochs"]:
+        return
+    shown = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in differ[:4]) + (" ..." if len(differ) > 4 else "")
+    raise CheckpointError(
+        f"{root} holds a different study: {shown}; only more train.epochs can continue a run; use another --out "
+        f"(or delete the folder to start over)"
+    )
+
+
 def _repair_advice(path: Path) -> str:
     """What restores a run whose checkpoint ``path`` is damaged."""
     def step_of(p: Path) -> int | None:
@@ -265,10 +297,14 @@ class RunDir:
         """
         if self.exists():
             manifest = self.read_manifest()
-            if manifest.get("kind") != kind or not self.study_path.is_file() or self.study_path.read_text() != study_toml:
+            if manifest.get("kind") != kind or not self.study_path.is_file():
                 raise CheckpointError(
-                    f"{self.root} holds a different study; use another --out (or delete the folder to start over)"
+                    f"{self.root} holds a different kind of run; use another --out (or delete the folder to start over)"
                 )
+            old_toml = self.study_path.read_text()
+            if old_toml != study_toml:
+                _check_extension(self.root, old_toml, study_toml)
+                atomic_write_text(self.study_path, study_toml)  # the same run, trained for longer
             recorded = manifest.get("sources") or {}
             for key, digest in (sources or {}).items():
                 if key in recorded and recorded[key] != digest:

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from rnnautomata.cli import main
@@ -117,3 +119,25 @@ def test_extract_never_serves_a_machine_of_a_checkpoint_that_changed(tmp_path, c
     captured = capsys.readouterr()
     assert "extracting again" in captured.err
     assert json.loads(captured.out)["meta"]["n_states"] != -1
+
+
+def test_shipped_studies_run_by_name_from_any_folder_and_task_path_is_beside_the_study(tmp_path, monkeypatch, capsys):
+    from rnnautomata.data.regular import random_machine
+    from rnnautomata.studies import find_study, shipped_studies
+
+    monkeypatch.chdir(tmp_path)  # no tasks/ folder here
+    shipped = shipped_studies()
+    assert {"tomita3", "streaming_parity"} <= set(shipped)
+    assert find_study("tomita3") == shipped["tomita3"] and find_study("tomita3.toml") == shipped["tomita3"]
+    assert main(["tasks"]) == 0 and "tomita3" in capsys.readouterr().out
+    assert main(["run", "no_such_study", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no shipped study is named 'no_such_study'" in err and "tomita3" in err
+    # a study beside its machine file, run from another folder
+    (tmp_path / "mine").mkdir()
+    random_machine(3, 2, 2, np.random.default_rng(0)).save(tmp_path / "mine" / "m.json")
+    raw = tiny_raw(task={"name": "machine", "path": "m.json", "target": "all"}, train={"epochs": 1})
+    p = _write(tmp_path / "mine", raw)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["run", str(p), "--out", "r", "--quiet", "--no-render"]) == 0

@@ -143,8 +143,8 @@ def test_a_different_study_in_the_folder_is_refused_and_left_alone(tmp_path):
 
     run_study(load_study(tiny_icl()), tmp_path, "cpu", progress=False)
     before = _checkpoint_files(tmp_path)
-    with pytest.raises(CheckpointError, match="holds a different study; use another --out"):
+    with pytest.raises(CheckpointError, match=r"holds a different study: train.lr \(.*\); only more train.epochs"):
         run_study(load_study(tiny_icl(train={"lr": 0.01})), tmp_path, "cpu", progress=False)
-    with pytest.raises(CheckpointError, match="holds a different study"):
+    with pytest.raises(CheckpointError, match="holds a different kind of run"):
         run_study(load_study(GROKKING), tmp_path, "cpu", progress=False)
     assert _checkpoint_files(tmp_path) == before

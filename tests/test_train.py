@@ -285,3 +285,20 @@ def test_the_advice_for_a_corrupt_checkpoint_restores_it(tmp_path, tiny_study):
     run.checkpoint_path(last).unlink()
     train(tiny_study, run.root, progress=False)
     assert run.checkpoint_path(last).read_bytes() == originals[last]
+
+
+def test_more_epochs_on_a_finished_run_continue_it_and_other_changes_are_named(tmp_path, tiny_study):
+    short = study_from_dict(tiny_raw(train={"epochs": 2}))
+    train(short, tmp_path / "run", progress=False)
+    longer = train(tiny_study, tmp_path / "run", progress=False)  # tiny_study: 4 epochs
+    full = train(tiny_study, tmp_path / "full", progress=False)
+    assert longer["resumed_from"] == 2 * longer["steps_per_epoch"]
+    assert set(full["steps"]) <= set(longer["steps"])
+    for step in full["steps"]:  # continuing = having trained 4 epochs from the start
+        wa, wb = _weights(tmp_path / "full", step), _weights(tmp_path / "run", step)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), step
+    with pytest.raises(CheckpointError, match=r"train.lr \(0.05 there, 0.01 now\)") as info:
+        train(study_from_dict(tiny_raw(train={"lr": 0.01})), tmp_path / "run", progress=False)
+    assert "\n" not in str(info.value)
+    with pytest.raises(CheckpointError, match="train.epochs"):  # fewer epochs: not a continuation
+        train(short, tmp_path / "run", progress=False)
