@@ -351,11 +351,55 @@ class Machine:
         padded = np.append(self.output_of_state, -1)  # (N + 1,) index -1 -> unknown
         return padded[states]
 
-    def output_of(self, string: Sequence[int]) -> int:
-        """Output id after reading one string of symbol ids (-1 = unknown or fell off)."""
-        state = self.start
-        symbols = np.asarray(list(string), dtype=np.int64)
+    def _symbol_ids(self, string: str | Sequence[int] | Sequence[str]) -> np.ndarray:
+        """One string as (T,) int64 symbol ids: a ``str`` or a sequence of ``str`` is read as labels.
+
+        Raises
+        ------
+        MachineError (a ValueError)
+            If a ``str`` is given while some label is longer than one character, a label is not
+            in the alphabet, or an id is out of range.
+        """
+        if isinstance(string, str):
+            if any(len(label) != 1 for label in self.alphabet):
+                raise MachineError(
+                    f"a str is read one character per label, but the alphabet {self.alphabet} has "
+                    f"labels longer than one character; pass a list of labels or ids"
+                )
+            return np.asarray(self.encode(string), dtype=np.int64)
+        items = list(string)
+        if items and all(isinstance(item, str) for item in items):
+            return np.asarray(self.encode(items), dtype=np.int64)
+        symbols = np.asarray(items)
+        if not symbols.size:
+            return symbols.astype(np.int64)
         self._check_symbols(symbols)
+        return symbols.astype(np.int64)
+
+    def output_of(self, string: str | Sequence[int] | Sequence[str]) -> int:
+        """Output id after reading one string (-1 = unknown or fell off).
+
+        Parameters
+        ----------
+        string : str, sequence of str, or sequence of int
+            A ``str`` is a sequence of symbol *labels*, one character each (so with alphabet
+            ``("1", "0")`` the string ``"10"`` is ids ``[0, 1]``); a sequence of ``str`` is a
+            sequence of labels; a sequence of ``int`` is a sequence of symbol ids.
+
+        Raises
+        ------
+        MachineError (a ValueError)
+            If a label is unknown, an id is out of range, or a ``str`` is given for an alphabet
+            with multi-character labels.
+
+        Examples
+        --------
+        >>> m = Machine(("1", "0"), ("even", "odd"), [[1, 0], [0, 1]], [0, 1])  # parity of "1"s
+        >>> m.outputs[m.output_of("110")], m.outputs[m.output_of([0, 1])]
+        ('even', 'odd')
+        """
+        state = self.start
+        symbols = self._symbol_ids(string)
         for symbol in symbols:
             state = int(self.transitions[state, symbol])
             if state < 0:

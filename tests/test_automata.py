@@ -461,6 +461,32 @@ def test_from_function_and_encode():
     assert partial.output_of_state.tolist() == [0, -1]
 
 
+def test_output_of_reads_a_str_as_labels_not_digits():
+    """Alphabet ("1", "0"): the label "1" is id 0, so "10" must not be read as ids [1, 0]."""
+    # count of label "1" mod 3; output names the count
+    machine = Machine(("1", "0"), ("c0", "c1", "c2"), np.array([[1, 0], [2, 1], [0, 2]]),
+                      np.array([0, 1, 2]))
+    for n in range(7):
+        for letters in itertools.product("10", repeat=n):
+            text = "".join(letters)
+            expected = f"c{text.count('1') % 3}"  # ground truth from the text itself
+            assert machine.outputs[machine.output_of(text)] == expected, text
+            assert machine.outputs[machine.output_of(list(letters))] == expected, text
+            ids = [0 if ch == "1" else 1 for ch in text]
+            assert machine.outputs[machine.output_of(ids)] == expected, text
+    assert machine.output_of("") == machine.output_of([]) == 0
+
+
+def test_output_of_rejects_str_for_multi_character_labels():
+    machine = Machine(("ab", "c"), ("x",), np.array([[0, 0]]), np.array([0]))
+    with pytest.raises(ValueError, match="pass a list of labels or ids") as info:
+        machine.output_of("abc")
+    assert "\n" not in str(info.value)
+    assert machine.output_of(["ab", "c"]) == machine.output_of([0, 1]) == 0
+    with pytest.raises(ValueError, match="not in the alphabet"):
+        parity().output_of("012")
+
+
 def test_counterexample_of_mod4_vs_mod5_counter():
     def counter(k):
         return Machine.from_function(BITS, ("zero", "nonzero"), k, delta=lambda q, a: (q + a) % k,
