@@ -427,6 +427,23 @@ def test_from_dot_reads_hand_written_subset():
         Machine.from_dot("hello")
 
 
+def test_from_dot_reads_doublecircle_acceptors_and_record_labels():
+    """Parity of 1s drawn two ways; brute force over all strings up to length 6."""
+    dfa = Machine.from_dot("""digraph { __start0 [label=""]; __start0 -> e
+      e [label="e", shape=doublecircle]; o [label="o"]
+      e -> e [label="0"]; e -> o [label="1"]; o -> o [label="0"]; o -> e [label="1"] }""")
+    moore = Machine.from_dot("""digraph { __start0 -> o
+      e [label="{e|even}", shape=record]; o [label="o|odd", shape=Mrecord]
+      e -> e [label="0"]; e -> o [label="1"]; o -> o [label="0"]; o -> e [label="1"] }""")
+    assert dfa.outputs == ("reject", "accept") and set(moore.outputs) == {"even", "odd"}
+    for string in strings_up_to(2, 6):
+        ones = sum(string)
+        assert observe(dfa, string) == ("accept" if ones % 2 == 0 else "reject")
+        assert observe(moore, string) == ("odd" if ones % 2 == 0 else "even")  # start is o
+    with pytest.raises(ValueError, match="expected 'state\\|output'"):
+        Machine.from_dot('digraph { s [label="s", shape=record] }')
+
+
 @pytest.mark.parametrize("machine", [parity(), parity_prefix_tree(3), partial_example()])
 def test_networkx_round_trip(machine):
     graph = machine.to_networkx()
