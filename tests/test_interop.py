@@ -6,6 +6,7 @@ Tier: unit, fast.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 
 import numpy as np
@@ -162,6 +163,66 @@ def test_from_dot_refuses_aalpy_dot_without_outputs():
     dead.transitions = {"0": dead}
     with pytest.raises(ValueError, match="only repeat the node names"):
         Machine.from_dot(save_automaton_to_file(Dfa(dead, [dead]), file_type="string"))
+
+
+def _aalpy_mealy():
+    """3-state Mealy machine over {a, b} with outputs x/y/z; m2 has no b transition (partial)."""
+    from aalpy.automata import MealyMachine, MealyState
+
+    m0, m1, m2 = MealyState("m0"), MealyState("m1"), MealyState("m2")
+    m0.transitions, m0.output_fun = {"a": m1, "b": m0}, {"a": "x", "b": "y"}
+    m1.transitions, m1.output_fun = {"a": m2, "b": m0}, {"a": "y", "b": "z"}
+    m2.transitions, m2.output_fun = {"a": m0}, {"a": "x"}
+    return MealyMachine(m0, [m0, m1, m2])
+
+
+def _mealy_last_output(mealy, word):
+    """Walk the Mealy machine by hand: the output on the word's last symbol, or "<fell off>"."""
+    state, output = mealy.initial_state, None
+    for letter in word:
+        if letter not in state.transitions:
+            return "<fell off>"
+        state, output = state.transitions[letter], state.output_fun[letter]
+    return output
+
+
+def test_from_aalpy_turns_mealy_into_moore_on_every_prefix():
+    """Brute force, all strings up to length 8: Moore output after w == Mealy output on w's last symbol."""
+    pytest.importorskip("aalpy")
+    mealy = _aalpy_mealy()
+    moore = interop.from_aalpy(mealy)
+    assert moore.outputs == ("", "x", "y", "z")
+    assert moore.outputs[moore.output_of([])] == ""
+    for length in range(1, 9):
+        for word in itertools.product("ab", repeat=length):
+            expected = _mealy_last_output(mealy, word)
+            got = moore.output_of(list(word))
+            assert (moore.outputs[got] if got >= 0 else "<fell off>") == expected, word
+            if expected != "<fell off>":  # AALpy's own run agrees too
+                assert mealy.compute_output_seq(mealy.initial_state, list(word))[-1] == expected
+    assert moore.meta["aalpy_state_ids"][0] == "m0" and moore.meta["aalpy_mealy_entry_outputs"][0] is None
+
+
+def test_from_aalpy_mealy_empty_output_choices():
+    pytest.importorskip("aalpy")
+    mealy = _aalpy_mealy()
+    assert interop.from_aalpy(mealy, empty_output="start").outputs == ("start", "x", "y", "z")
+    unknown = interop.from_aalpy(mealy, empty_output=None)
+    assert unknown.outputs == ("x", "y", "z") and unknown.output_of([]) == -1
+    with pytest.raises(ValueError, match="also a Mealy output"):
+        interop.from_aalpy(mealy, empty_output="x")
+
+
+def test_from_aalpy_echo_mealy_has_one_state_per_last_symbol():
+    """The docstring example: a 1-state Mealy machine echoing its input -> start + one state per symbol."""
+    pytest.importorskip("aalpy")
+    from aalpy.automata import MealyMachine, MealyState
+
+    echo = MealyState("e")
+    echo.transitions, echo.output_fun = {"a": echo, "b": echo}, {"a": "a", "b": "b"}
+    moore = interop.from_aalpy(MealyMachine(echo, [echo]))
+    assert moore.n_states == 3 and moore.minimize().n_states == 3
+    assert [moore.outputs[o] for o in moore.output_sequence(np.array([[0, 1, 1]]))[0]] == ["a", "b", "b"]
 
 
 # ---------------------------------------------------------------------- automata-lib
