@@ -351,11 +351,55 @@ class Machine:
         padded = np.append(self.output_of_state, -1)  # (N + 1,) index -1 -> unknown
         return padded[states]
 
-    def output_of(self, string: Sequence[int]) -> int:
-        """Output id after reading one string of symbol ids (-1 = unknown or fell off)."""
-        state = self.start
-        symbols = np.asarray(list(string), dtype=np.int64)
+    def _symbol_ids(self, string: str | Sequence[int] | Sequence[str]) -> np.ndarray:
+        """One string as (T,) int64 symbol ids: a ``str`` or a sequence of ``str`` is read as labels.
+
+        Raises
+        ------
+        MachineError (a ValueError)
+            If a ``str`` is given while some label is longer than one character, a label is not
+            in the alphabet, or an id is out of range.
+        """
+        if isinstance(string, str):
+            if any(len(label) != 1 for label in self.alphabet):
+                raise MachineError(
+                    f"a str is read one character per label, but the alphabet {self.alphabet} has "
+                    f"labels longer than one character; pass a list of labels or ids"
+                )
+            return np.asarray(self.encode(string), dtype=np.int64)
+        items = list(string)
+        if items and all(isinstance(item, str) for item in items):
+            return np.asarray(self.encode(items), dtype=np.int64)
+        symbols = np.asarray(items)
+        if not symbols.size:
+            return symbols.astype(np.int64)
         self._check_symbols(symbols)
+        return symbols.astype(np.int64)
+
+    def output_of(self, string: str | Sequence[int] | Sequence[str]) -> int:
+        """Output id after reading one string (-1 = unknown or fell off).
+
+        Parameters
+        ----------
+        string : str, sequence of str, or sequence of int
+            A ``str`` is a sequence of symbol *labels*, one character each (so with alphabet
+            ``("1", "0")`` the string ``"10"`` is ids ``[0, 1]``); a sequence of ``str`` is a
+            sequence of labels; a sequence of ``int`` is a sequence of symbol ids.
+
+        Raises
+        ------
+        MachineError (a ValueError)
+            If a label is unknown, an id is out of range, or a ``str`` is given for an alphabet
+            with multi-character labels.
+
+        Examples
+        --------
+        >>> m = Machine(("1", "0"), ("even", "odd"), [[1, 0], [0, 1]], [0, 1])  # parity of "1"s
+        >>> m.outputs[m.output_of("110")], m.outputs[m.output_of([0, 1])]
+        ('even', 'odd')
+        """
+        state = self.start
+        symbols = self._symbol_ids(string)
         for symbol in symbols:
             state = int(self.transitions[state, symbol])
             if state < 0:
@@ -737,15 +781,19 @@ class Machine:
 
     @classmethod
     def from_dot(cls, text: str) -> Machine:
-        """Read DOT written by :meth:`to_dot`, or a simple hand-written digraph.
+        """Read DOT written by :meth:`to_dot`, by AALpy (DFA or Moore), or a simple hand-written digraph.
 
         Accepted subset: one ``digraph`` (or ``graph``) block; ``//``, ``#`` and ``/* */``
         comments; statements ``ID [attrs]``, ``ID -> ID [-> ID ...] [attrs]``, ``key=value``, and
         ``node|edge|graph [attrs]`` (defaults, ignored); IDs are bare words/numbers or
         double-quoted strings. No subgraphs, ports or HTML labels.
 
-        - A node's output is its ``output`` attribute; else the last line of its ``label``
-          (after ``\\n``); a missing label or ``?`` means unknown.
+        - If any node has ``shape=doublecircle``, the graph is a DFA (AALpy's dialect): outputs
+          ``("reject", "accept")``, doublecircle nodes accept, the others reject.
+        - Otherwise a node's output is its ``output`` attribute; else, for a ``shape=record``
+          node, what follows the first ``|`` of its label (AALpy's Moore ``"state|output"``);
+          else the last line of its ``label`` (after ``\\n``); a missing label or ``?`` means
+          unknown.
         - Edge symbols are the ``label`` (or ``symbol``) attribute, split on commas unless the
           whole label is a symbol of the ``// rnnautomata:`` header's alphabet.
         - The start is the target of the edge from ``__start`` (any node named ``__start*``),
@@ -756,7 +804,10 @@ class Machine:
         Raises
         ------
         MachineError (a ValueError)
-            For DOT outside this subset, a node with two edges on one symbol, or no nodes.
+            For DOT outside this subset, a node with two edges on one symbol, or no nodes; and,
+            without the ``// rnnautomata:`` header, when every node is labelled with just its
+            own name (no output anywhere: an AALpy Mealy machine, whose edges read
+            ``input/output``, or a DFA with no doublecircle state).
         """
         return _parse_dot(text, cls)
 
@@ -820,6 +871,81 @@ def _parse_attrs(tokens: list[str], i: int) -> tuple[dict[str, str], int]:
     if i >= len(tokens):
         raise MachineError("unterminated DOT attribute list ('[' without ']')")
     return attrs, i + 1
+
+
+_DOT_ACCEPTOR_OUTPUTS = ("reject", "accept")
+
+
+def _dot_shape(attrs: dict[str, str]) -> str:
+    return attrs.get("shape", "").strip().lower()
+
+
+def _dot_node_output(name: str, attrs: dict[str, str]) -> str | None:
+    """One node's output: ``output`` attribute, else a record's ``state|output``, else the label's last line.
+
+    Raises
+    ------
+    MachineError
+        If a record-shaped node's label has no ``|`` field separator.
+    """
+    if "output" in attrs:
+        return attrs["output"]
+    if "label" not in attrs:
+        return None
+    if _dot_shape(attrs) in {"record", "mrecord"}:  # AALpy Moore: label "state|output"
+        fields = attrs["label"].strip()
+        if fields.startswith("{") and fields.endswith("}"):
+            fields = fields[1:-1]
+        if "|" not in fields:
+            raise MachineError(f"DOT record node {name!r} has label {attrs['label']!r}; expected 'state|output'")
+        return fields.split("|", 1)[1]
+    line = attrs["label"].split("\n")[-1]
+    return None if line in {"", "?"} else line
+
+
+def _dot_state_outputs(
+    states: list[str], node_attrs: dict[str, dict[str, str]]
+) -> tuple[list[str | None], tuple[str, ...] | None]:
+    """Each state's output label, and the outputs when the graph is a doublecircle acceptor.
+
+    A graph with any ``shape=doublecircle`` node is a DFA (AALpy's dialect): doublecircle nodes
+    output ``"accept"``, all others ``"reject"``, whatever their labels say.
+    """
+    accepting = [_dot_shape(node_attrs[name]) == "doublecircle" for name in states]
+    if any(accepting):
+        return [_DOT_ACCEPTOR_OUTPUTS[flag] for flag in accepting], _DOT_ACCEPTOR_OUTPUTS
+    return [_dot_node_output(name, node_attrs[name]) for name in states], None
+
+
+def _check_dot_has_outputs(
+    states: list[str], node_attrs: dict[str, dict[str, str]], edges: list[tuple[str, str, dict[str, str]]]
+) -> None:
+    """Refuse DOT whose node labels only repeat node names (AALpy Mealy, or a DFA with no accepting state).
+
+    Raises
+    ------
+    MachineError
+        If every state node is labelled with exactly its own name and nothing else marks an output.
+    """
+    names_only = all(
+        node_attrs[name].get("label") == name and "output" not in node_attrs[name]
+        and _dot_shape(node_attrs[name]) not in {"doublecircle", "record", "mrecord"}
+        for name in states
+    )
+    if not names_only:
+        return
+    labels = [attrs.get("symbol", attrs.get("label", "")) for _, _, attrs in edges]
+    if labels and all("/" in label for label in labels):
+        raise MachineError(
+            "DOT edges are labelled 'input/output' (a Mealy machine, e.g. AALpy's); Machine is a "
+            "Moore machine: load it with aalpy.utils.load_automaton_from_file and convert with "
+            "rnnautomata.interop.from_aalpy"
+        )
+    raise MachineError(
+        "DOT node labels only repeat the node names, so no state has an output: mark accepting "
+        "states with shape=doublecircle, label Moore states 'state|output' with shape=record, or "
+        "give each node an output attribute"
+    )
 
 
 def _parse_dot(text: str, cls: type[Machine]) -> Machine:
@@ -888,27 +1014,20 @@ def _parse_dot(text: str, cls: type[Machine]) -> Machine:
         flagged = [index[n] for n in states if node_attrs[n].get("start", "").lower() in {"true", "1", "yes"}]
         start = flagged[0] if flagged else 0
 
-    def output_label(attrs: dict[str, str]) -> str | None:
-        if "output" in attrs:
-            return attrs["output"]
-        if "label" not in attrs:
-            return None
-        label = attrs["label"].split("\n")[-1]
-        return None if label in {"", "?"} else label
-
-    labels = [output_label(node_attrs[n]) for n in states]
+    state_edges = [(source, target, attrs) for source, target, attrs in edges if source not in start_names]
+    if not header:
+        _check_dot_has_outputs(states, node_attrs, state_edges)
+    labels, acceptor_outputs = _dot_state_outputs(states, node_attrs)
     known_symbols = set(header.get("alphabet", []))
     moves: list[tuple[int, str, int]] = []
-    for source, target, attrs in edges:
-        if source in start_names:
-            continue
+    for source, target, attrs in state_edges:
         raw = attrs.get("symbol", attrs.get("label"))
         if raw is None:
             raise MachineError(f"DOT edge {source} -> {target} has no label (its input symbol)")
         symbols = [raw] if raw in known_symbols else [s.strip() for s in raw.split(",")]
         moves.extend((index[source], symbol, index[target]) for symbol in symbols)
     alphabet = tuple(header.get("alphabet") or sorted({symbol for _, symbol, _ in moves}))
-    outputs = tuple(header.get("outputs") or sorted({x for x in labels if x is not None}))
+    outputs = tuple(acceptor_outputs or header.get("outputs") or sorted({x for x in labels if x is not None}))
     symbol_id = {symbol: k for k, symbol in enumerate(alphabet)}
     output_id = {label: k for k, label in enumerate(outputs)}
     transitions = np.full((len(states), len(alphabet)), -1, dtype=np.int64)

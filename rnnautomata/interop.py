@@ -1,6 +1,7 @@
 """Converters between :class:`~rnnautomata.automata.Machine` and other automata libraries.
 
-Optional: AALpy (``aalpy.automata.MooreMachine``, ``aalpy.automata.Dfa``) and automata-lib
+Optional: AALpy (``aalpy.automata.MooreMachine``, ``aalpy.automata.Dfa``; ``MealyMachine`` one
+way, into an equivalent Moore machine) and automata-lib
 (``automata.fa.dfa.DFA``) are imported only when a converter runs. Install them with
 ``pip install rnnautomata[interop]``.
 
@@ -143,34 +144,54 @@ def _link_aalpy(machine: Machine, states: list[Any]) -> None:
                 states[i].transitions[machine.alphabet[k]] = states[target]
 
 
-def from_aalpy(automaton: Any, accept: str = "accept", reject: str = "reject") -> Machine:
-    """Convert an AALpy ``MooreMachine`` or ``Dfa`` to a Machine.
+def from_aalpy(
+    automaton: Any, accept: str = "accept", reject: str = "reject", empty_output: str | None = ""
+) -> Machine:
+    """Convert an AALpy ``MooreMachine``, ``Dfa`` or ``MealyMachine`` to a Machine.
+
+    A Mealy machine becomes the equivalent Moore machine: its states are the pairs (Mealy
+    state, output of the transition that entered it) reachable from the start, in breadth-first
+    order, so the output after a non-empty string is the Mealy output on its last symbol. The
+    empty string has no Mealy output; the start state outputs ``empty_output``.
+
+    Example (a one-state Mealy machine echoing its input):  input a b b  ->  Moore outputs
+    a b b after each symbol, and ``""`` for the empty string; 3 states (start, last a, last b).
 
     Parameters
     ----------
-    automaton : aalpy.automata.MooreMachine or aalpy.automata.Dfa
+    automaton : aalpy.automata.MooreMachine, aalpy.automata.Dfa or aalpy.automata.MealyMachine
     accept, reject : str
         Output labels given to accepting / rejecting DFA states.
+    empty_output : str or None
+        Mealy only: the start state's output (the output of the empty string); ``None`` leaves
+        it unknown (-1). Default ``""``.
 
     Returns
     -------
     Machine
-        States in ``automaton.states`` order; alphabet = the inputs as strings, sorted;
-        Moore outputs = the distinct outputs as strings, sorted (None -> unknown); DFAs get
-        outputs ``(reject, accept)``. ``meta["aalpy_state_ids"]`` keeps the original ids.
+        Moore and DFA: states in ``automaton.states`` order. Alphabet = the inputs as strings,
+        sorted; Moore/Mealy outputs = the distinct outputs as strings, sorted (None -> unknown;
+        Mealy: plus ``empty_output``); DFAs get outputs ``(reject, accept)``.
+        ``meta["aalpy_state_ids"]`` keeps the original id of each state (Mealy: of the pair's
+        Mealy state; ``meta["aalpy_mealy_entry_outputs"]`` the pair's output, None at the start).
 
     Raises
     ------
     ImportError
         If AALpy is not installed.
     TypeError
-        If ``automaton`` is neither a MooreMachine nor a Dfa.
+        If ``automaton`` is not a MooreMachine, Dfa or MealyMachine.
+    ValueError
+        If inputs collide once written as strings, or ``empty_output`` is one of the Mealy
+        machine's outputs.
     """
     automata = _require("aalpy.automata", "AALpy")
     states = list(automaton.states)
     keys = sorted({key for state in states for key in state.transitions}, key=str)
     if len({str(key) for key in keys}) != len(keys):
         raise ValueError("AALpy inputs collide once written as strings")
+    if isinstance(automaton, automata.MealyMachine):
+        return _mealy_as_moore(automaton, keys, empty_output)
     next_of = {state: {key: target for key, target in state.transitions.items()} for state in states}
     meta = {"aalpy_state_ids": [str(state.state_id) for state in states]}
     if isinstance(automaton, automata.Dfa):
@@ -180,8 +201,42 @@ def from_aalpy(automaton: Any, accept: str = "accept", reject: str = "reject") -
         labels = [None if state.output is None else str(state.output) for state in states]
         outputs = tuple(sorted({label for label in labels if label is not None}))
     else:
-        raise TypeError(f"expected an AALpy MooreMachine or Dfa, got {type(automaton).__name__}")
+        raise TypeError(
+            f"expected an AALpy MooreMachine, Dfa or MealyMachine, got {type(automaton).__name__}")
     return _from_table(keys, states, automaton.initial_state, next_of, labels, outputs, meta)
+
+
+_MEALY_START = object()  # the start pair's "entry output": no transition yet; equals no output
+
+
+def _mealy_successors(pair: tuple[Any, Any], keys: Sequence[Hashable]) -> dict[Hashable, tuple[Any, Any]]:
+    """The pairs (Mealy state, entry output) one input after ``pair``; missing inputs are left out."""
+    state = pair[0]
+    successors = {}
+    for key in keys:
+        if key in state.transitions:
+            output = state.output_fun.get(key)
+            successors[key] = (state.transitions[key], None if output is None else str(output))
+    return successors
+
+
+def _mealy_as_moore(automaton: Any, keys: Sequence[Hashable], empty_output: str | None) -> Machine:
+    """An AALpy MealyMachine as a Moore Machine over (state, entry output) pairs, BFS order from the start."""
+    start = (automaton.initial_state, _MEALY_START)
+    order, seen, next_of = [start], {start}, {}
+    for pair in order:  # grows while iterating: breadth-first
+        next_of[pair] = _mealy_successors(pair, keys)
+        fresh = [p for p in next_of[pair].values() if p not in seen]
+        order.extend(dict.fromkeys(fresh))  # first occurrences, in input order
+        seen.update(fresh)
+    mealy_outputs = {output for _, output in order[1:] if output is not None}
+    if empty_output in mealy_outputs:
+        raise ValueError(f"empty_output {empty_output!r} is also a Mealy output; pick another label")
+    labels = [empty_output] + [output for _, output in order[1:]]
+    outputs = tuple(sorted(mealy_outputs | ({empty_output} if empty_output is not None else set())))
+    meta = {"aalpy_state_ids": [str(state.state_id) for state, _ in order],
+            "aalpy_mealy_entry_outputs": [None] + [output for _, output in order[1:]]}
+    return _from_table(keys, order, start, next_of, labels, outputs, meta)
 
 
 # --------------------------------------------------------------------- automata-lib

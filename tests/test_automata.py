@@ -427,6 +427,23 @@ def test_from_dot_reads_hand_written_subset():
         Machine.from_dot("hello")
 
 
+def test_from_dot_reads_doublecircle_acceptors_and_record_labels():
+    """Parity of 1s drawn two ways; brute force over all strings up to length 6."""
+    dfa = Machine.from_dot("""digraph { __start0 [label=""]; __start0 -> e
+      e [label="e", shape=doublecircle]; o [label="o"]
+      e -> e [label="0"]; e -> o [label="1"]; o -> o [label="0"]; o -> e [label="1"] }""")
+    moore = Machine.from_dot("""digraph { __start0 -> o
+      e [label="{e|even}", shape=record]; o [label="o|odd", shape=Mrecord]
+      e -> e [label="0"]; e -> o [label="1"]; o -> o [label="0"]; o -> e [label="1"] }""")
+    assert dfa.outputs == ("reject", "accept") and set(moore.outputs) == {"even", "odd"}
+    for string in strings_up_to(2, 6):
+        ones = sum(string)
+        assert observe(dfa, string) == ("accept" if ones % 2 == 0 else "reject")
+        assert observe(moore, string) == ("odd" if ones % 2 == 0 else "even")  # start is o
+    with pytest.raises(ValueError, match="expected 'state\\|output'"):
+        Machine.from_dot('digraph { s [label="s", shape=record] }')
+
+
 @pytest.mark.parametrize("machine", [parity(), parity_prefix_tree(3), partial_example()])
 def test_networkx_round_trip(machine):
     graph = machine.to_networkx()
@@ -459,6 +476,32 @@ def test_from_function_and_encode():
                                     out=lambda q: None if q else 0)
     assert partial.transitions.tolist() == [[0, 1], [-1, -1]]
     assert partial.output_of_state.tolist() == [0, -1]
+
+
+def test_output_of_reads_a_str_as_labels_not_digits():
+    """Alphabet ("1", "0"): the label "1" is id 0, so "10" must not be read as ids [1, 0]."""
+    # count of label "1" mod 3; output names the count
+    machine = Machine(("1", "0"), ("c0", "c1", "c2"), np.array([[1, 0], [2, 1], [0, 2]]),
+                      np.array([0, 1, 2]))
+    for n in range(7):
+        for letters in itertools.product("10", repeat=n):
+            text = "".join(letters)
+            expected = f"c{text.count('1') % 3}"  # ground truth from the text itself
+            assert machine.outputs[machine.output_of(text)] == expected, text
+            assert machine.outputs[machine.output_of(list(letters))] == expected, text
+            ids = [0 if ch == "1" else 1 for ch in text]
+            assert machine.outputs[machine.output_of(ids)] == expected, text
+    assert machine.output_of("") == machine.output_of([]) == 0
+
+
+def test_output_of_rejects_str_for_multi_character_labels():
+    machine = Machine(("ab", "c"), ("x",), np.array([[0, 0]]), np.array([0]))
+    with pytest.raises(ValueError, match="pass a list of labels or ids") as info:
+        machine.output_of("abc")
+    assert "\n" not in str(info.value)
+    assert machine.output_of(["ab", "c"]) == machine.output_of([0, 1]) == 0
+    with pytest.raises(ValueError, match="not in the alphabet"):
+        parity().output_of("012")
 
 
 def test_counterexample_of_mod4_vs_mod5_counter():

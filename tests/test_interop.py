@@ -6,11 +6,12 @@ Tier: unit, fast.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rnnautomata import interop
@@ -94,6 +95,134 @@ def test_aalpy_minimize_agrees_on_size():
         dfa = interop.to_aalpy_dfa(machine.reachable())
         dfa.minimize()
         assert len(dfa.states) == machine.minimize().n_states
+
+
+def _aalpy_dfa_no_11():
+    """AALpy DFA over {0, 1}: no two consecutive 1s (q2 is dead); state ids differ from outputs."""
+    from aalpy.automata import Dfa, DfaState
+
+    q0, q1, q2 = DfaState("q0", True), DfaState("q1", True), DfaState("q2", False)
+    q0.transitions = {"0": q0, "1": q1}
+    q1.transitions = {"0": q0, "1": q2}
+    q2.transitions = {"0": q2, "1": q2}
+    return Dfa(q0, [q0, q1, q2])
+
+
+def _aalpy_moore_counter():
+    """AALpy Moore machine over {a, b, c}: a counts up mod 3, b resets, c stays; outputs low/mid/high."""
+    from aalpy.automata import MooreMachine, MooreState
+
+    states = [MooreState(f"s{i}", name) for i, name in enumerate(["low", "mid", "high"])]
+    for i, state in enumerate(states):
+        state.transitions = {"a": states[(i + 1) % 3], "b": states[0], "c": state}
+    return MooreMachine(states[1], states)  # start at "mid" so the start is not state 0
+
+
+@pytest.mark.parametrize("build", [_aalpy_dfa_no_11, _aalpy_moore_counter])
+def test_from_dot_reads_aalpy_dot_files(build, tmp_path):
+    """DOT written by AALpy's own save_automaton_to_file reads back as the same machine as from_aalpy."""
+    pytest.importorskip("aalpy")
+    from aalpy.utils import save_automaton_to_file
+
+    automaton = build()
+    save_automaton_to_file(automaton, tmp_path / "model", file_type="dot")
+    read = Machine.from_dot((tmp_path / "model.dot").read_text())
+    direct = interop.from_aalpy(automaton)
+    assert read.equivalent(direct) == (True, None)
+    assert not set(read.outputs) & {str(state.state_id) for state in automaton.states}
+
+
+@SETTINGS
+@given(complete_acceptors())
+def test_from_dot_reads_aalpy_dfa_dot(machine):
+    pytest.importorskip("aalpy")
+    from aalpy.utils import save_automaton_to_file
+
+    accept = machine.outputs.index("accept")
+    reachable = machine.reachable()
+    assume(bool((reachable.output_of_state == accept).any()))  # no doublecircle: see the next test
+    dfa = interop.to_aalpy_dfa(reachable)
+    text = save_automaton_to_file(dfa, file_type="string")
+    assert Machine.from_dot(text).equivalent(interop.from_aalpy(dfa)) == (True, None)
+
+
+def test_from_dot_refuses_aalpy_dot_without_outputs():
+    """A Mealy machine, or a DFA with no accepting state, has node labels that are only names."""
+    pytest.importorskip("aalpy")
+    from aalpy.automata import Dfa, DfaState, MealyMachine, MealyState
+    from aalpy.utils import save_automaton_to_file
+
+    m0, m1 = MealyState("m0"), MealyState("m1")
+    m0.transitions, m0.output_fun = {"a": m1, "b": m0}, {"a": "x", "b": "y"}
+    m1.transitions, m1.output_fun = {"a": m0, "b": m1}, {"a": "y", "b": "y"}
+    mealy_text = save_automaton_to_file(MealyMachine(m0, [m0, m1]), file_type="string")
+    with pytest.raises(ValueError, match="Mealy machine") as info:
+        Machine.from_dot(mealy_text)
+    assert "\n" not in str(info.value)
+    dead = DfaState("d", False)
+    dead.transitions = {"0": dead}
+    with pytest.raises(ValueError, match="only repeat the node names"):
+        Machine.from_dot(save_automaton_to_file(Dfa(dead, [dead]), file_type="string"))
+
+
+def _aalpy_mealy():
+    """3-state Mealy machine over {a, b} with outputs x/y/z; m2 has no b transition (partial)."""
+    from aalpy.automata import MealyMachine, MealyState
+
+    m0, m1, m2 = MealyState("m0"), MealyState("m1"), MealyState("m2")
+    m0.transitions, m0.output_fun = {"a": m1, "b": m0}, {"a": "x", "b": "y"}
+    m1.transitions, m1.output_fun = {"a": m2, "b": m0}, {"a": "y", "b": "z"}
+    m2.transitions, m2.output_fun = {"a": m0}, {"a": "x"}
+    return MealyMachine(m0, [m0, m1, m2])
+
+
+def _mealy_last_output(mealy, word):
+    """Walk the Mealy machine by hand: the output on the word's last symbol, or "<fell off>"."""
+    state, output = mealy.initial_state, None
+    for letter in word:
+        if letter not in state.transitions:
+            return "<fell off>"
+        state, output = state.transitions[letter], state.output_fun[letter]
+    return output
+
+
+def test_from_aalpy_turns_mealy_into_moore_on_every_prefix():
+    """Brute force, all strings up to length 8: Moore output after w == Mealy output on w's last symbol."""
+    pytest.importorskip("aalpy")
+    mealy = _aalpy_mealy()
+    moore = interop.from_aalpy(mealy)
+    assert moore.outputs == ("", "x", "y", "z")
+    assert moore.outputs[moore.output_of([])] == ""
+    for length in range(1, 9):
+        for word in itertools.product("ab", repeat=length):
+            expected = _mealy_last_output(mealy, word)
+            got = moore.output_of(list(word))
+            assert (moore.outputs[got] if got >= 0 else "<fell off>") == expected, word
+            if expected != "<fell off>":  # AALpy's own run agrees too
+                assert mealy.compute_output_seq(mealy.initial_state, list(word))[-1] == expected
+    assert moore.meta["aalpy_state_ids"][0] == "m0" and moore.meta["aalpy_mealy_entry_outputs"][0] is None
+
+
+def test_from_aalpy_mealy_empty_output_choices():
+    pytest.importorskip("aalpy")
+    mealy = _aalpy_mealy()
+    assert interop.from_aalpy(mealy, empty_output="start").outputs == ("start", "x", "y", "z")
+    unknown = interop.from_aalpy(mealy, empty_output=None)
+    assert unknown.outputs == ("x", "y", "z") and unknown.output_of([]) == -1
+    with pytest.raises(ValueError, match="also a Mealy output"):
+        interop.from_aalpy(mealy, empty_output="x")
+
+
+def test_from_aalpy_echo_mealy_has_one_state_per_last_symbol():
+    """The docstring example: a 1-state Mealy machine echoing its input -> start + one state per symbol."""
+    pytest.importorskip("aalpy")
+    from aalpy.automata import MealyMachine, MealyState
+
+    echo = MealyState("e")
+    echo.transitions, echo.output_fun = {"a": echo, "b": echo}, {"a": "a", "b": "b"}
+    moore = interop.from_aalpy(MealyMachine(echo, [echo]))
+    assert moore.n_states == 3 and moore.minimize().n_states == 3
+    assert [moore.outputs[o] for o in moore.output_sequence(np.array([[0, 1, 1]]))[0]] == ["a", "b", "b"]
 
 
 # ---------------------------------------------------------------------- automata-lib

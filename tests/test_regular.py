@@ -22,11 +22,13 @@ def _runs(s: str) -> list[tuple[str, int]]:
 
 
 def _tomita3(s: str) -> bool:
+    """No odd run of 1s with an odd run of 0s anywhere after it (maximal runs; a trailing run counts)."""
     runs = _runs(s)
-    for (a, n), (b, m) in zip(runs, runs[1:]):
-        if a == "1" and b == "0" and n % 2 == 1 and m % 2 == 1:
-            # a trailing odd 0-run counts too: "10" is rejected, "100" accepted
-            return False
+    odd_ones_seen = False
+    for symbol, n in runs:
+        if symbol == "0" and n % 2 == 1 and odd_ones_seen:
+            return False  # "10" and "100110" are rejected, "100" and "1100" accepted
+        odd_ones_seen = odd_ones_seen or (symbol == "1" and n % 2 == 1)
     return True
 
 
@@ -72,6 +74,32 @@ def _check_acceptor(task: regular.RegularTask, accepts, max_len: int = MAX_LEN) 
 def test_tomita_matches_brute_force(index):
     task = regular.tomita(index)
     _check_acceptor(task, TOMITA[index])
+
+
+@pytest.mark.parametrize("index", range(1, 8))
+def test_tomita_matches_aalpy_definition(index):
+    """Each grammar agrees with AALpy's TomitaSUL (an outside definition) after every prefix, length <= 12."""
+    tomita_sul = pytest.importorskip("aalpy.SULs").TomitaSUL
+    task = regular.tomita(index)
+    accept = task.outputs.index("accept")
+    sul = tomita_sul(index)
+    sul.pre()
+    assert (task.machine.output_of(()) == accept) == sul.step(None)
+    strings = regular.all_strings(task.n_symbols, 12)  # (4096, 12): every string <= 12 is a prefix of a row
+    out = task.targets(strings)  # (4096, 12)
+    for row, outs in zip(strings, out):
+        sul.pre()
+        for symbol, o in zip(row, outs):
+            letter = task.alphabet[symbol]
+            assert (o == accept) == sul.step(letter), f"tomita{index} disagrees with AALpy"
+        sul.post()
+
+
+def test_tomita3_rejects_odd_ones_later_followed_by_odd_zeros():
+    m = regular.tomita(3).machine
+    accepts = [m.outputs[m.output_of([m.alphabet.index(c) for c in s])] == "accept"
+               for s in ("100110", "10", "100", "1100", "1001", "10011")]
+    assert accepts == [False, False, True, True, True, True]
 
 
 @pytest.mark.parametrize("index, n_states", [(i, n) for i, (_, n) in regular.TOMITA_DESCRIPTIONS.items()])

@@ -172,9 +172,11 @@ _TOMITA = {
     1: ([[1, 0], [1, 1]], [1, 0]),
     # (10)*: states: even (complete pairs), after a 1, dead
     2: ([[2, 1], [0, 2], [2, 2]], [1, 0, 0]),
-    # no odd-length run of 1s immediately followed by an odd-length run of 0s.
-    # states: ok, odd run of 1s, odd 1s + odd 0s, odd 1s + even 0s, dead
-    3: ([[0, 1], [2, 0], [3, 4], [2, 1], [4, 4]], [1, 1, 0, 1, 0]),
+    # no odd-length run of 1s followed, anywhere later, by an odd-length run of 0s (runs are
+    # maximal; the trailing run counts). states: clean (no odd 1-run yet; or an even 1-run),
+    # in an odd 1-run, an odd 1-run seen + in an odd 0-run, an odd 1-run seen + not in an odd
+    # 0-run, dead (an odd 0-run ended after an odd 1-run)
+    3: ([[0, 1], [2, 0], [3, 4], [2, 3], [4, 4]], [1, 1, 0, 1, 0]),
     # no three consecutive 0s. states: trailing zeros 0, 1, 2, dead
     4: ([[1, 0], [2, 0], [3, 0], [3, 3]], [1, 1, 1, 0]),
     # even number of 0s and even number of 1s. state = 2 * (#0 mod 2) + (#1 mod 2)
@@ -189,7 +191,7 @@ _TOMITA = {
 TOMITA_DESCRIPTIONS = {
     1: ("1*", 2),
     2: ("(10)*", 3),
-    3: ("no odd run of 1s immediately followed by an odd run of 0s", 5),
+    3: ("no odd run of 1s followed (anywhere later) by an odd run of 0s", 5),
     4: ("no 000 substring", 4),
     5: ("even number of 0s and even number of 1s", 4),
     6: ("(#0 - #1) = 0 mod 3", 3),
