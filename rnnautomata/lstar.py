@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rnnautomata.automata import Machine
+from rnnautomata.errors import RnnAutomataError
 
 __all__ = ["network_sul", "LStarResult", "learn_machine", "ORACLES"]
 
@@ -76,6 +77,10 @@ def network_sul(
 _SUL_CLASS = None
 
 
+class _OutOfTime(Exception):
+    """Raised inside a membership query once L*'s hard time limit has passed."""
+
+
 def _sul_class() -> type:
     """Build the SUL subclass at first use, so importing this module does not need AALpy."""
     global _SUL_CLASS
@@ -92,6 +97,7 @@ def _sul_class() -> type:
             self.device = device
             self.max_cache = max_cache
             self.n_network_steps = 0
+            self.hard_deadline: float | None = None  # perf_counter time after which queries stop (learn_machine)
             self._symbol_id = {a: i for i, a in enumerate(self.alphabet)}
             with torch.no_grad():
                 h0 = model.initial_state(1).to(device)  # (1, S)
@@ -110,6 +116,8 @@ def _sul_class() -> type:
                 symbol = self._symbol_id[letter]
                 prefix = self._prefix + (symbol,)
                 if prefix not in self._cache:
+                    if self.hard_deadline is not None and time.perf_counter() > self.hard_deadline:
+                        raise _OutOfTime
                     state, _ = self._cache[self._prefix]  # (1, S)
                     with torch.no_grad():
                         new = self.model.step(state, torch.tensor([symbol], device=self.device))  # (1, S)
@@ -216,11 +224,16 @@ def learn_machine(
     sul = network_sul(model, alphabet, outputs, device=device)
     letters = list(alphabet)
     eq_oracle = getattr(oracles, cls_name)(letters, sul, **params)
-    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
-    spent = []
+    start = time.perf_counter()
+    deadline = None if max_seconds is None else start + max_seconds
+    # past the budget the oracle finds nothing, so L* stops at its hypothesis; a round that is
+    # still filling its table at 1.25 x the budget is cut off and the last hypothesis returned
+    sul.hard_deadline = None if max_seconds is None else start + 1.25 * max_seconds + 1.0
+    spent, hypotheses = [], []
     find_cex = eq_oracle.find_cex
 
-    def find_cex_within_budget(hypothesis):  # an oracle out of time finds nothing: L* stops there
+    def find_cex_within_budget(hypothesis):
+        hypotheses[:] = [hypothesis]
         if deadline is not None and time.perf_counter() > deadline:
             spent.append(True)
             return None
@@ -234,6 +247,12 @@ def learn_machine(
         learned, info = learning_algs.run_Lstar(letters, sul, eq_oracle, automaton_type="moore",
                                                 max_learning_rounds=max_learning_rounds, print_level=0,
                                                 return_data=True)
+    except _OutOfTime:
+        if not hypotheses:
+            raise RnnAutomataError(f"L* spent its {max_seconds} s budget before its first hypothesis; "
+                                f"raise max_seconds") from None
+        learned, info = hypotheses[0], {}
+        spent.append(True)
     finally:
         random.setstate(saved)
     seconds = time.perf_counter() - t0
