@@ -239,14 +239,14 @@ def _check_value(key: str, value: Any) -> None:
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{key} = {show_value(value)} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
     values = value if isinstance(value, tuple) else (value,)
+    what = f"every entry of {key}" if isinstance(value, tuple) else key
+    shown = show_value(list(value) if isinstance(value, tuple) else value)
     if key in _POSITIVE and any(v is not None and v <= 0 for v in values):
-        what = "every entry of " + key if isinstance(value, tuple) else key
-        raise ConfigError(f"{what} must be positive (got {show_value(value)})")
+        raise ConfigError(f"{what} must be positive (got {shown})")
     if key in _NONNEGATIVE and any(v is not None and v < 0 for v in values):
-        what = "every entry of " + key if isinstance(value, tuple) else key
-        raise ConfigError(f"{what} must be 0 or more (got {show_value(value)})")
+        raise ConfigError(f"{what} must be 0 or more (got {shown})")
     if key in ("seed", "seeds") and any(v is not None and v > _MAX_SEED for v in values):
-        raise ConfigError(f"{key} must be below 2**63 (got {show_value(value)})")
+        raise ConfigError(f"{what} must be below 2**63 (got {shown})")
     if key == "name":
         check_study_name(value)
 

@@ -178,7 +178,7 @@ def test_help_still_exits_zero(capsys):
     ("seed=-5", "seed must be 0 or more (got -5)"),
     ("train.lr=nan", "train.lr must be a finite number (got nan)"),
     ("train.lr=inf", "train.lr must be a finite number (got inf)"),
-    ("task.test_lengths=[0]", "task.test_lengths must be positive (got (0,))"),
+    ("task.test_lengths=[0]", "every entry of task.test_lengths must be positive (got [0])"),
     ("train.early_checkpoints=-1", "train.early_checkpoints must be 0 or more (got -1)"),
     ("task.k=3", "task.k does not apply to task 'streaming_parity' (only to mod_k_counting); remove it"),
 ])
