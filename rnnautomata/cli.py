@@ -1,12 +1,14 @@
 """Command line: ``rnnautomata run | extract | track | render | report | tasks``.
 
 This is the one module that wires the whole flow together. User errors (bad study, unknown task,
-corrupt checkpoint, diverging run) print one line ``error: ...`` and exit with status 2.
+corrupt checkpoint, diverging run, a bad command-line argument, an output folder that cannot be
+written) print one line ``error: ...`` and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -34,15 +36,28 @@ def _run_kind(run_dir: Path) -> str:
     return RunDir(run_dir).read_manifest().get("kind", "automata")
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that is, or lies under, an existing file (before any training)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is" if path == out else f"lies under {path}, which is"
+                raise ConfigError(f"--out {out} {where} a file, not a folder; choose another --out")
+            return
+
+
 def cmd_run(args) -> int:
-    from rnnautomata.config import apply_overrides, read_toml
+    from rnnautomata.config import apply_overrides, check_study_name, read_toml
 
     from rnnautomata.studies import find_study, resolve_relative_paths
 
     study_file = find_study(args.study)
     raw = apply_overrides(resolve_relative_paths(read_toml(study_file), study_file), args.set or [])
     raw.setdefault("name", study_file.stem)
-    out = Path(args.out) if args.out else Path("runs") / str(raw["name"])
+    check_study_name(raw["name"])
+    out = Path(args.out) if args.out else Path("runs") / raw["name"]
+    args.out_dir = out  # named by main() when a write fails without naming its file
+    _check_out(out)
     progress = not args.quiet
     if _kind_of(raw, study_file) in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
@@ -341,13 +356,31 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 1 (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 1 (got {value})")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``error: ...`` and exit status 2, like the rest."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
 _JOBS_HELP = "many-seed folders: seeds tracked at once, one process each (default: the number of CPUs)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnnautomata", description="Extract automata from networks as they train.")
+    parser = _Parser(prog="rnnautomata", description="Extract automata from networks as they train.")
     parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="torch CPU threads (default: torch's choice; 1 is often faster for small models "
                              "and on a busy machine)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -359,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")
     p.add_argument("--no-render", action="store_true", help="skip drawings and the HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("extract", help="print the machine extracted at a checkpoint")
@@ -386,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="write dynamics.json and automata/ into DIR instead of the run folder (nothing there is overwritten)")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--jobs", type=int, metavar="N", help=_JOBS_HELP)
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("render", help="draw machines and the merge timeline into RUN/figures")
@@ -408,8 +441,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(err: OSError, args) -> str:
+    """One line for a failed file operation: the path, the OS's reason, and what to do."""
+    folder = getattr(args, "out_dir", None) or getattr(args, "run", None)
+    path = err.filename if err.filename is not None else f"writing under {folder}" if folder else "a file"
+    if err.filename2 is not None:
+        path = f"{path} -> {err.filename2}"
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space or choose --out on another disk"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "choose an --out folder you can write to"
+    elif err.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        advice = "a file or folder is in the way; choose another --out"
+    else:
+        advice = "check the path and the disk"
+    return f"{path}: {reason}; {advice}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad argument (one line, status 2)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     if getattr(args, "threads", None):
         import torch
 
@@ -418,6 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except RnnAutomataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {_os_error_message(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; finished checkpoints are kept, rerun the same command to resume", file=sys.stderr)

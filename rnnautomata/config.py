@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import typing
 from dataclasses import dataclass, field, fields
@@ -23,8 +24,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from rnnautomata.data import TASK_FIELDS, TASKS
 from rnnautomata.errors import ConfigError
-from rnnautomata.fields import build_section, coerce_field
+from rnnautomata.fields import build_section, coerce_field, show_value
 
 __all__ = [
     "TaskConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "apply_overrides",
     "load_study",
     "study_from_dict",
+    "check_study_name",
     "study_to_dict",
     "study_to_toml",
     "toml_value",
@@ -155,7 +158,12 @@ _POSITIVE = {
     "train.epochs", "train.checkpoint_every", "probe.depth", "probe.samples", "extract.epsilon_scale",
     "extract.epsilon", "extract.n_clusters", "train.eval_every", "train.grad_clip", "task.k",
     "extract.robust_max_nodes", "extract.check_strings", "extract.check_length", "train.patience",
+    "task.test_lengths",
 }
+_NONNEGATIVE = {"seed", "seeds", "train.early_checkpoints", "extract.refine_rounds"}
+_MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
+# A study name becomes the folder runs/<name>: letters, digits and . _ - + = @ , only, no "..".
+_NAME = re.compile(r"[\w.+=@,-]+")
 
 
 def read_toml(path: str | Path) -> dict:
@@ -205,11 +213,42 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
     return out
 
 
+def check_study_name(name: Any) -> str:
+    """``name`` if it can be the run folder ``runs/<name>``; else a ConfigError naming the problem.
+
+    Examples
+    --------
+    >>> check_study_name("parity_h100")
+    'parity_h100'
+    >>> check_study_name("../../x")
+    Traceback (most recent call last):
+    ...
+    rnnautomata.errors.ConfigError: name = '../../x' cannot be a folder name: use letters, digits and . _ - + = @ , without path separators or '..'
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"name must be a string (got {show_value(name)})")
+    if not _NAME.fullmatch(name) or ".." in name or name.startswith("."):
+        raise ConfigError(
+            f"name = {show_value(name)} cannot be a folder name: use letters, digits and . _ - + = @ , "
+            "without path separators or '..'"
+        )
+    return name
+
+
 def _check_value(key: str, value: Any) -> None:
     if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
-    if key in _POSITIVE and value is not None and value <= 0:
-        raise ConfigError(f"{key} must be positive (got {value!r})")
+        raise ConfigError(f"{key} = {show_value(value)} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
+    values = value if isinstance(value, tuple) else (value,)
+    what = f"every entry of {key}" if isinstance(value, tuple) else key
+    shown = show_value(list(value) if isinstance(value, tuple) else value)
+    if key in _POSITIVE and any(v is not None and v <= 0 for v in values):
+        raise ConfigError(f"{what} must be positive (got {shown})")
+    if key in _NONNEGATIVE and any(v is not None and v < 0 for v in values):
+        raise ConfigError(f"{what} must be 0 or more (got {shown})")
+    if key in ("seed", "seeds") and any(v is not None and v > _MAX_SEED for v in values):
+        raise ConfigError(f"{what} must be below 2**63 (got {shown})")
+    if key == "name":
+        check_study_name(value)
 
 
 def study_from_dict(raw: Mapping[str, Any]) -> Study:
@@ -217,10 +256,10 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     if not isinstance(raw, Mapping):
         raise ConfigError("a study must be a TOML table")
     top = {f.name: f for f in fields(Study) if f.name not in _SECTIONS}
-    unknown = sorted(set(raw) - set(top) - set(_SECTIONS))
+    unknown = sorted(set(raw) - set(top) - set(_SECTIONS), key=str)
     if unknown:
         raise ConfigError(
-            f"unknown key {unknown[0]!r} in the study; allowed: {', '.join(list(top) + list(_SECTIONS))}"
+            f"unknown key {show_value(unknown[0])} in the study; allowed: {', '.join(list(top) + list(_SECTIONS))}"
         )
     kwargs: dict[str, Any] = {}
     hints = typing.get_type_hints(Study)
@@ -243,8 +282,13 @@ def _cross_check(study: Study) -> None:
         )
     if study.seeds is not None and len(set(study.seeds)) != len(study.seeds):
         raise ConfigError("seeds contains duplicates")
-    if study.extract.refine_rounds < 0:
-        raise ConfigError(f"extract.refine_rounds must be 0 or more (got {study.extract.refine_rounds})")
+    used = TASK_FIELDS.get(t.name, ()) if t.name in TASKS else None
+    for name in sorted({f for names in TASK_FIELDS.values() for f in names}):
+        if used is not None and name not in used and getattr(t, name) is not None:
+            users = [task for task, names in TASK_FIELDS.items() if name in names]
+            raise ConfigError(
+                f"task.{name} does not apply to task {show_value(t.name)} (only to {', '.join(users)}); remove it"
+            )
     if not 0.0 <= study.extract.tolerance < 1.0:
         raise ConfigError(f"extract.tolerance must lie in [0, 1) (got {study.extract.tolerance})")
     if study.extract.merger == "kmeans" and study.extract.n_clusters is None:

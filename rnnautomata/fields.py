@@ -6,13 +6,15 @@ icl/grokking) build their sections with :func:`build_section`; each keeps its ow
 :class:`~rnnautomata.errors.ConfigError` whose one line names the field, what it must be and
 what it got.
 
-Supported hints: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``,
+Supported hints: ``bool``, ``int``, ``float`` (an int is accepted and converted; NaN and ±inf are
+refused: every float field must be finite), ``str``,
 ``tuple[int, ...]`` / ``tuple[float, ...]`` (a non-empty TOML array), ``X | None`` and unions
 such as ``str | tuple[float, ...]``.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import fields
@@ -20,9 +22,15 @@ from typing import Any, Callable, Mapping
 
 from rnnautomata.errors import ConfigError
 
-__all__ = ["coerce_field", "build_section"]
+__all__ = ["coerce_field", "build_section", "show_value"]
 
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that an error stays a short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(annotation: Any) -> str:
@@ -30,7 +38,7 @@ def _describe(annotation: Any) -> str:
         return _NAMES[annotation]
     if typing.get_origin(annotation) is tuple:
         elem = typing.get_args(annotation)[0]
-        return "a non-empty list of " + {int: "integers", float: "numbers"}.get(elem, str(elem))
+        return "a non-empty list of " + {int: "integers", float: "finite numbers"}.get(elem, str(elem))
     return str(annotation)  # pragma: no cover
 
 
@@ -61,7 +69,7 @@ def coerce_field(key: str, value: Any, annotation: Any) -> Any:
                 return coerce_field(key, value, option)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key} must be {' or '.join(_describe(o) for o in options)} (got {value!r})")
+        raise ConfigError(f"{key} must be {' or '.join(_describe(o) for o in options)} (got {show_value(value)})")
     if value is None:
         raise ConfigError(f"{key} may not be empty")
     if annotation is bool:
@@ -72,7 +80,12 @@ def coerce_field(key: str, value: Any, annotation: Any) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+            if math.isfinite(number):
+                return number
     elif annotation is str:
         if isinstance(value, str):
             return value
@@ -85,7 +98,7 @@ def coerce_field(key: str, value: Any, annotation: Any) -> Any:
                 pass
     else:  # pragma: no cover - a dataclass field of a type this module does not know
         raise TypeError(f"{key}: unsupported field type {annotation!r}")
-    raise ConfigError(f"{key} must be {_describe(annotation)} (got {value!r})")
+    raise ConfigError(f"{key} must be {_describe(annotation)} (got {show_value(value)})")
 
 
 def build_section(
@@ -103,9 +116,10 @@ def build_section(
         raise ConfigError(f"[{prefix}] must be a table, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known), key=str)
     if unknown:
-        raise ConfigError(f"unknown field {prefix}.{unknown[0]}; allowed in [{prefix}]: {', '.join(known)}")
+        name = unknown[0] if isinstance(unknown[0], str) and unknown[0].isidentifier() else show_value(unknown[0])
+        raise ConfigError(f"unknown field {prefix}.{name}; allowed in [{prefix}]: {', '.join(known)}")
     kwargs = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}"

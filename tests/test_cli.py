@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def test_unknown_task(tmp_path, capsys):
 def test_bad_override_and_unknown_kind(tmp_path, capsys):
     p = _write(tmp_path, tiny_raw())
     assert main(["run", str(p), "--set", "train.lr=oops", "--out", str(tmp_path / "r")]) == 2
-    assert "train.lr must be a number" in _error_line(capsys)
+    assert "train.lr must be a finite number" in _error_line(capsys)
     assert main(["run", str(p), "--set", "kind=quantum", "--out", str(tmp_path / "r")]) == 2
     assert "not a known study kind" in _error_line(capsys)
 
@@ -140,3 +142,113 @@ def test_shipped_studies_run_by_name_from_any_folder_and_task_path_is_beside_the
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["run", str(p), "--out", "r", "--quiet", "--no-render"]) == 0
+
+
+# issue 12: inputs that used to end in a traceback give one `error:` line and status 2
+
+
+def test_out_is_a_file_or_under_a_file(tmp_path, capsys):
+    p = _write(tmp_path, tiny_raw())
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    assert main(["run", str(p), "--out", str(blocker), "--quiet", "--no-render"]) == 2
+    line = _error_line(capsys)
+    assert str(blocker) in line and "is a file, not a folder; choose another --out" in line
+    assert main(["run", str(p), "--out", str(blocker / "sub" / "r"), "--quiet", "--no-render"]) == 2
+    line = _error_line(capsys)
+    assert f"lies under {blocker}" in line and "choose another --out" in line
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_folder(tmp_path, capsys):
+    p = _write(tmp_path, tiny_raw())
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["run", str(p), "--out", str(locked / "r"), "--quiet", "--no-render"]) == 2
+    finally:
+        locked.chmod(0o700)
+    line = _error_line(capsys)
+    assert str(locked / "r") in line and "Permission denied" in line and "you can write to" in line
+
+
+def test_permission_error_names_the_path(tmp_path, capsys, monkeypatch):
+    """The same as above, for root: the OS refuses the run folder."""
+    import pathlib
+
+    p = _write(tmp_path, tiny_raw())
+    out = tmp_path / "r"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--no-render"]) == 2
+    line = _error_line(capsys)
+    assert line == f"error: {out}: {os.strerror(errno.EACCES)}; choose an --out folder you can write to"
+
+
+def test_full_disk_names_the_run_folder(tmp_path, capsys, monkeypatch):
+    p = _write(tmp_path, tiny_raw())
+    out = tmp_path / "r"
+
+    def full(fd):  # a write that fails for lack of space names no file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--no-render"]) == 2
+    line = _error_line(capsys)
+    assert f"writing under {out}" in line and os.strerror(errno.ENOSPC) in line and "free some space" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "-1", "tasks"], "argument --threads: must be an integer of at least 1 (got -1)"),
+    (["--threads", "0", "tasks"], "argument --threads: must be an integer of at least 1 (got 0)"),
+    (["--threads", "two", "tasks"], "argument --threads: must be an integer of at least 1 (got 'two')"),
+    (["run", "s.toml", "--jobs", "0"], "argument --jobs: must be an integer of at least 1"),
+    (["no_such_command"], "invalid choice: 'no_such_command'"),
+])
+def test_bad_arguments_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert message in line and "--help" in line
+
+
+def test_help_still_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("name=../../x", "name = '../../x' cannot be a folder name"),
+    ("name=a/b", "cannot be a folder name"),
+    ("seed=-5", "seed must be 0 or more (got -5)"),
+    ("train.lr=nan", "train.lr must be a finite number (got nan)"),
+    ("train.lr=inf", "train.lr must be a finite number (got inf)"),
+    ("task.test_lengths=[0]", "every entry of task.test_lengths must be positive (got [0])"),
+    ("train.early_checkpoints=-1", "train.early_checkpoints must be 0 or more (got -1)"),
+    ("task.k=3", "task.k does not apply to task 'streaming_parity' (only to mod_k_counting); remove it"),
+])
+def test_bad_overrides_are_one_line(tmp_path, capsys, override, message):
+    p = _write(tmp_path, tiny_raw())
+    assert main(["run", str(p), "--set", override, "--quiet", "--no-render"]) == 2
+    assert message in _error_line(capsys)
+    assert not (tmp_path / "x").exists() and not os.path.exists("runs/x")
+
+
+def test_task_field_of_another_task(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('[task]\nname = "tomita1"\nk = 4\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "task.k does not apply to task 'tomita1'" in _error_line(capsys)
+
+
+def test_empty_alphabet_machine(tmp_path, capsys):
+    m = tmp_path / "empty.json"
+    m.write_text(json.dumps({"format": "rnnautomata.machine/1", "alphabet": [], "outputs": ["a"], "start": 0,
+                             "transitions": [[]], "output_of_state": [0]}))
+    p = _write(tmp_path, tiny_raw(task={"name": "machine", "path": str(m)}))
+    assert main(["run", str(p), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "task 'machine' has an empty alphabet" in _error_line(capsys)

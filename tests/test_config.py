@@ -46,6 +46,30 @@ def test_overrides_are_typed_and_validated():
         ({"task": {"train_min_length": 5, "train_max_length": 2}}, r"exceeds task.train_max_length"),
         ({"extract": {"merger": "kmeans"}}, r"needs extract.n_clusters"),
         ({"model": "elman"}, r"\[model\] must be a table"),
+        # issue 12: values that used to pass validation and fail later with a traceback
+        ({"task": {"test_lengths": [0]}}, r"task.test_lengths must be positive"),
+        ({"task": {"test_lengths": [5, -1]}}, r"task.test_lengths must be positive"),
+        ({"seed": -5}, r"seed must be 0 or more \(got -5\)"),
+        ({"seeds": [0, -1]}, r"seeds must be 0 or more"),
+        ({"seed": 2**70}, r"seed must be below 2\*\*63"),
+        ({"train": {"lr": float("nan")}}, r"train.lr must be a finite number \(got nan\)"),
+        ({"train": {"lr": float("inf")}}, r"train.lr must be a finite number \(got inf\)"),
+        ({"train": {"lr": 10**400}}, r"train.lr must be a finite number \(got 1000.*\.\.\.\)"),
+        ({"train": {"grad_clip": float("-inf")}}, r"train.grad_clip must be a finite number \(got -inf\)"),
+        ({"model": {"init_gain": float("nan")}}, r"model.init_gain must be a finite number"),
+        ({"extract": {"tolerance": float("nan")}}, r"extract.tolerance must be a finite number"),
+        ({"train": {"early_checkpoints": -1}}, r"train.early_checkpoints must be 0 or more \(got -1\)"),
+        ({"extract": {"refine_rounds": -2}}, r"extract.refine_rounds must be 0 or more"),
+        ({"name": "../../x"}, r"name = '../../x' cannot be a folder name"),
+        ({"name": "a/b"}, r"cannot be a folder name"),
+        ({"name": "a\\b"}, r"cannot be a folder name"),
+        ({"name": ".."}, r"cannot be a folder name"),
+        ({"name": ""}, r"cannot be a folder name"),
+        ({"name": "x\ny"}, r"cannot be a folder name"),
+        ({"name": 7}, r"name must be a string"),
+        ({"task": {"name": "tomita1", "k": 3}}, r"task.k does not apply to task 'tomita1' \(only to mod_k_counting\)"),
+        ({"task": {"name": "streaming_parity", "path": "m.json"}}, r"task.path does not apply to task 'streaming_parity'"),
+        ({"train": {"bad\nkey": 1}}, r"unknown field train.'bad\\nkey'"),
     ],
 )
 def test_bad_values_give_one_line_errors_naming_the_field(raw, message):
@@ -77,3 +101,30 @@ def test_shipped_studies_validate():
             load_study(path)
         else:
             icl_study.load_study(raw)
+
+
+def test_task_specific_fields_are_accepted_by_their_task():
+    assert study_from_dict({"task": {"name": "mod_k_counting", "k": 5}}).task.k == 5
+    assert study_from_dict({"task": {"name": "machine", "path": "m.json"}}).task.path == "m.json"
+    # an unknown task is left to make_task, which names the known ones
+    assert study_from_dict({"task": {"name": "no_such_task", "k": 3}}).task.k == 3
+
+
+def test_names_that_are_plain_folder_names_pass():
+    for name in ("tiny", "parity_h100", "run-2.lr=0.05", "λ_study"):
+        assert study_from_dict({"name": name}).name == name
+
+
+def test_empty_alphabet_is_a_task_error(tmp_path):
+    import json
+
+    from rnnautomata.data import make_task
+    from rnnautomata.errors import TaskError
+
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps({"format": "rnnautomata.machine/1", "alphabet": [], "outputs": ["a"], "start": 0,
+                                "transitions": [[]], "output_of_state": [0]}))
+    study = study_from_dict({"task": {"name": "machine", "path": str(path)}})
+    with pytest.raises(TaskError, match="empty alphabet") as info:
+        make_task(study.task)
+    assert "\n" not in str(info.value)

@@ -7,7 +7,7 @@ from typing import Callable
 
 from rnnautomata.errors import TaskError
 
-__all__ = ["TASKS", "make_task", "task_names"]
+__all__ = ["TASKS", "TASK_FIELDS", "make_task", "task_names"]
 
 
 def _regular():
@@ -47,6 +47,14 @@ TASKS.update({
 })
 
 
+#: task name -> the task-specific TaskConfig fields it reads. A task not listed reads none of them;
+#: a study that sets one for a task that does not read it is refused (rnnautomata.config).
+TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "mod_k_counting": ("k",),
+    "machine": ("path",),
+}
+
+
 def task_names() -> list[str]:
     return sorted(TASKS)
 
@@ -55,4 +63,7 @@ def make_task(cfg):
     """Build the task named by ``cfg.name`` (a TaskConfig)."""
     if cfg.name not in TASKS:
         raise TaskError(f"unknown task {cfg.name!r}; known tasks: {', '.join(task_names())} (see `rnnautomata tasks`)")
-    return TASKS[cfg.name][0](cfg)
+    task = TASKS[cfg.name][0](cfg)
+    if task.n_symbols == 0:
+        raise TaskError(f"task {cfg.name!r} has an empty alphabet; a task needs at least one input symbol")
+    return task
