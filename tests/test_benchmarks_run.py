@@ -15,6 +15,9 @@ SMOKE = {
     "bench_extract.py": ["--depth", "8", "--sklearn-points", "300"],
     "bench_minimize.py": ["--depths", "6", "--baseline-depths", "6", "--repeats", "1", "--baseline-timeout", "20"],
     "bench_icl.py": ["--steps", "20", "--batch", "50"],
+    "bench_robust.py": ["--machines", "1", "--archs", "gru", "--seeds", "0", "--epochs", "2", "--no-lstar",
+                        "--recipe", "zoo", "--work", "{tmp}"],
+    "bench_zoo.py": ["--only", "tomita1", "--work", "{tmp}"],
 }
 
 
@@ -23,8 +26,9 @@ def test_every_benchmark_has_a_smoke_run():
 
 
 @pytest.mark.parametrize("script", sorted(SMOKE))
-def test_benchmark_runs(script):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]],
+def test_benchmark_runs(script, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in SMOKE[script]]  # trained runs go to a temporary folder
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip(), "a benchmark prints its figures"
