@@ -26,3 +26,17 @@ def test_docs_site_builds_strict(tmp_path):
     # the API reference is generated from the docstrings, not empty headings
     assert "merges" in (site / "api/run/index.html").read_text()
     assert "equivalent" in (site / "api/automata/index.html").read_text()
+
+
+def test_readme_links_stay_inside_the_repository():
+    """Every relative link in README.md names a file of this repository (it is read from a clone)."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t and not t.startswith("#")]
+    assert links, "README.md has no relative links to check"
+    for target in links:
+        path = (ROOT / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT.resolve()), f"README.md links outside the repository: {target}"
+        assert path.exists(), f"README.md links to a missing file: {target}"
+    assert "../shared" not in text
