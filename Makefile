@@ -4,6 +4,7 @@
 #   make test         set up, then run the whole test suite (slow and browser tests included)
 #   make test-fast    the fast tests only (what plain `pytest` runs)
 #   make bench        the benchmarks (docs/benchmarks.md)
+#   make docs         build the documentation site into site/ (`.venv/bin/mkdocs serve` to browse it)
 #
 # Torch: a fresh venv gets $(TORCH_SPEC) (the CPU build where one is at hand). A GPU user brings
 # their own: `make setup TORCH_SPEC=torch` (CUDA build from PyPI) or any spec/index they like;
@@ -15,14 +16,14 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rnnautomata-installed
 
-.PHONY: setup system-deps browser-deps study test test-fast bench clean
+.PHONY: setup system-deps browser-deps study test test-fast bench docs clean
 
 setup: $(STAMP) system-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,notebook,docs]"
 	@touch $(STAMP)
 
 # The graphviz binary draws the machines; without it drawings fall back to .dot files.
@@ -57,5 +58,8 @@ test-fast: setup
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+docs: setup
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache test-artifacts
+	rm -rf $(VENV) runs site .pytest_cache test-artifacts

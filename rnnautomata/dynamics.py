@@ -150,11 +150,8 @@ def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool
 def verdicts(checkpoints: Sequence[dict], tolerance: float = 0.0) -> dict:
     """Across checkpoints: when the ε-free machine equals the truth, when it matches the network.
 
-    Uses each checkpoint's ``robust`` entry (see :func:`track`).
+    Uses each checkpoint's ``robust`` entry (see :func:`track`). The dict returned holds:
 
-    Returns
-    -------
-    dict with
     - ``first_equivalent_step`` / ``last_equivalent_step`` / ``n_equivalent``: checkpoints whose
       machine is equivalent to the task's ground truth;
     - ``first_faithful_step`` / ``last_faithful_step`` / ``n_faithful``: checkpoints whose machine
@@ -163,6 +160,11 @@ def verdicts(checkpoints: Sequence[dict], tolerance: float = 0.0) -> dict:
     - ``best_step``: the checkpoint that ranks first by (machine equivalent to the truth,
       agreement with the network, the network's accuracy at its longest evaluated length, fewer
       states, later step), with ``best_reason`` in words.
+
+    Returns
+    -------
+    dict
+        The keys above; empty when no checkpoint has a ``robust`` entry.
     """
     rob = [(c["step"], c["robust"]) for c in checkpoints if c.get("robust")]
     if not rob:

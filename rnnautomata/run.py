@@ -30,15 +30,15 @@ __all__ = ["Run"]
 class Run:
     """A finished (or running) automata run: its checkpoints, models, machines and dynamics.
 
+    Checkpoints are named by step (an int), ``"last"``, or ``"@K"``: the K-th checkpoint (0-based,
+    negative from the end), as ``--step`` on the command line.
+
     Parameters
     ----------
     path : str or Path
         The run directory (`rnnautomata run ... --out PATH`).
     device : str
         Where models are loaded.
-
-    Checkpoints are named by step (an int), ``"last"``, or ``"@K"``: the K-th checkpoint (0-based,
-    negative from the end), as ``--step`` on the command line.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu"):
