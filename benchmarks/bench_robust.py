@@ -175,6 +175,29 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(rows: list[dict], title: str) -> str:
+    """Every pair as one table row (docs/bench-robust-pairs.md)."""
+    def eq(part):
+        if part.get("equivalent"):
+            return "**yes**"
+        cex = part.get("counterexample")
+        return "no" + ("" if cex is None else f" (`{cex or 'ε'}`)")
+
+    lines = [f"## {title}", "",
+             "| pair | truth | acc 100 | acc 1,000 | ε-free states | ≡ truth (shortest cex) | network right on cex "
+             "| agreement | s | ε rule states | ≡ truth | agreement | L* states | L* ≡ | L* agreement | L* s |",
+             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+    for r in rows:
+        rob, eps, ls = r["robust"], r["epsilon_rule"], r.get("lstar") or {}
+        net = {True: "yes", False: "**no**", None: "–"}[rob["network_right_on_cex"]]
+        lcells = ([str(ls["states"]), "yes" if ls["equivalent"] else "no", f"{ls['agreement']:.4f}", f"{ls['seconds']:.1f}"]
+                  if ls else ["–"] * 4)
+        lines.append(f"| {r['run']} | {r['truth_states']} | {r['acc100']:.4f} | {r['acc1000']:.4f} | {rob['states']} | "
+                     f"{eq(rob)} | {net} | {rob['agreement']:.4f} | {rob['seconds']:.2f} | {eps['states']} | {eq(eps)} | "
+                     f"{eps['agreement']:.4f} | " + " | ".join(lcells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--machines", type=int, default=30, help="machines 0 .. N-1 (or --first)")
@@ -187,6 +210,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-lstar", action="store_true")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--json", default=None, help="write every row and the summary here")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="also write every pair as a markdown table")
+    p.add_argument("--title", default="Every pair", help="the markdown table's heading")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                    help="only print the summary of the rows of these --json files (parts run in parallel)")
     args = p.parse_args(argv)
@@ -196,6 +221,8 @@ def main(argv=None) -> int:
         print(json.dumps(summary, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(rows, args.title))
         return 0
     torch.set_num_threads(1)
     work = Path(args.work) if args.work else ROOT / "runs" / "bench_robust" / args.recipe
@@ -227,6 +254,8 @@ def main(argv=None) -> int:
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows, args.title))
     return 0
 
 
