@@ -31,7 +31,7 @@ again.
 >>> states = parity[:, None] + 0.01 * np.arange(tree.n_nodes)[:, None] / tree.n_nodes  # (N, 1)
 >>> merger = ConsistentMerger(tree, parity).fit(states)
 >>> merger.n_clusters_, merger.labels_[:4].tolist()
-(2, [0, 1, 0, 1])
+(2, [0, 0, 1, 0])
 """
 
 from __future__ import annotations
