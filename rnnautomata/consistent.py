@@ -120,16 +120,18 @@ def _knn_edges(P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
     if m <= 8192:
-        P32 = P.astype(np.float32)  # candidates in single precision; their lengths exactly below
+        import torch
+
+        P32 = torch.from_numpy(P.astype(np.float32))  # candidates in single precision; their lengths exactly below
         src, dst = [], []
         for start in range(0, m, 1024):
-            block = _squared_distances(P32[start : start + 1024], P32)  # (b, M)
-            rows = np.arange(len(block))
-            block[rows, start + rows] = np.inf  # not itself
-            nbr = np.argpartition(block, k - 1, axis=1)[:, :k]  # (b, k)
-            src.append(np.repeat(start + rows, k))
-            dst.append(nbr.reshape(-1))
-        src, dst = np.concatenate(src), np.concatenate(dst)
+            block = torch.cdist(P32[start : start + 1024], P32)  # (b, M)
+            rows = torch.arange(len(block))
+            block[rows, start + rows] = float("inf")  # not itself
+            nbr = torch.topk(block, k, dim=1, largest=False, sorted=False).indices  # (b, k)
+            src.append(np.repeat(start + rows.numpy(), k))
+            dst.append(nbr.reshape(-1).numpy())
+        src, dst = np.concatenate(src), np.concatenate(dst).astype(np.int64)
         diff = P[src] - P[dst]  # (E, S)
         return src, dst, np.sqrt(np.einsum("ij,ij->i", diff, diff))
     # rotating to principal axes (an isometry) lets the KD-tree split where the states vary
