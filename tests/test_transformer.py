@@ -223,3 +223,15 @@ def test_tiny_transformer_study_runs_end_to_end(tmp_path, capsys):
     assert main(["extract", str(out), "--format", "json", "--quiet"]) == 0
     machine = json.loads(capsys.readouterr().out)
     assert machine["alphabet"] == ["0", "1"]
+
+
+def test_lstar_learns_the_hand_set_first_symbol_transformer():
+    """The black-box cross-check works on a model without `step` (one pass per queried prefix)."""
+    pytest.importorskip("aalpy")
+    from rnnautomata.lstar import learn_machine
+
+    task = first_symbol()
+    result = learn_machine(first_symbol_transformer(), task.alphabet, task.outputs, oracle="state_prefix",
+                           oracle_params={"walks_per_state": 20, "walk_len": 8}, max_seconds=30)
+    same, counterexample = result.machine.equivalent(task.machine)
+    assert same, counterexample
