@@ -336,8 +336,9 @@ def fidelity(
     """Compare `machine` with the network (and `truth`) on short and long strings.
 
     Every string up to `brute_force_depth` is checked on a prefix tree (shortest first); then
-    `n_strings` uniformly sampled strings of each length in `lengths`, one `model.step` per
-    position for the whole batch.
+    `n_strings` uniformly sampled strings of each length in `lengths`, run as
+    :func:`network_outputs` runs them (one `model.step` per position for a recurrent model, one
+    pass otherwise).
 
     Parameters
     ----------
