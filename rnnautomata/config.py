@@ -31,6 +31,7 @@ from rnnautomata.fields import build_section, coerce_field, show_value
 __all__ = [
     "TaskConfig",
     "ModelConfig",
+    "TransformerConfig",
     "TrainConfig",
     "ProbeConfig",
     "ExtractConfig",
@@ -63,8 +64,25 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    """``[model.transformer]``: the sizes of rnnautomata.models.transformer (docs/transformers.md)."""
+
+    n_layers: int = 2                         # blocks
+    d_model: int = 32                         # residual width d (the probed state has d units)
+    n_heads: int = 2                          # attention heads per block
+    d_head: int | None = None                 # width of a head; None = d_model // n_heads
+    d_mlp: int | None = None                  # MLP width; None = 4 d_model (unused when attn_only)
+    attn_only: bool = False                   # blocks without MLPs
+    positional: str = "learned"               # "none", "learned", "sinusoidal" or "rope"
+    max_length: int = 64                      # learned positions only: the longest string the model reads
+                                              # (training, evaluation, probing and checking strings)
+    init_std: float | None = None             # std of every weight matrix; None = 0.8 / sqrt(d_model)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "elman"                       # "elman", "gru" or "lstm"
+    arch: str = "elman"                       # "elman", "gru", "lstm" (recurrent) or "transformer"
+    # Recurrent archs only (a transformer's fields are in [model.transformer]):
     hidden_size: int = 100                    # units H
     nonlinearity: str = "relu"                # elman only: "relu" or "tanh"
     init: str = "xavier_normal"               # weight init: "xavier_normal", "xavier_uniform", "normal", or
@@ -72,6 +90,14 @@ class ModelConfig:
     init_gain: float = 0.1                    # gain (xavier) or std (normal) of the weights
     initial_state: float = 1.0                # every unit of h0 (and c0) is this value; 0 stalls ReLU nets
     learn_initial_state: bool = False         # make h0 a parameter
+    transformer: TransformerConfig | None = None  # arch = "transformer" only: the [model.transformer] table
+                                              # (None for recurrent archs; its defaults when left out)
+
+
+#: architectures with their own sub-table [model.<arch>]
+_ARCH_SECTIONS = {"transformer": TransformerConfig}
+#: fields of [model] that only recurrent archs read
+_RECURRENT_FIELDS = ("hidden_size", "nonlinearity", "init", "init_gain", "initial_state", "learn_initial_state")
 
 
 @dataclass(frozen=True)
@@ -142,7 +168,8 @@ _SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "pr
 _CHOICES = {
     "task.train_set": ("enumerate", "sample"),
     "task.target": ("last", "all"),
-    "model.arch": ("elman", "gru", "lstm"),
+    "model.arch": ("elman", "gru", "lstm", "transformer"),
+    "model.transformer.positional": ("none", "learned", "sinusoidal", "rope"),
     "model.nonlinearity": ("relu", "tanh"),
     "model.init": ("xavier_normal", "xavier_uniform", "normal", "default"),
     "train.optimizer": ("sgd", "adam"),
@@ -158,7 +185,8 @@ _POSITIVE = {
     "train.epochs", "train.checkpoint_every", "probe.depth", "probe.samples", "extract.epsilon_scale",
     "extract.epsilon", "extract.n_clusters", "train.eval_every", "train.grad_clip", "task.k",
     "extract.robust_max_nodes", "extract.check_strings", "extract.check_length", "train.patience",
-    "task.test_lengths",
+    "task.test_lengths", "model.transformer.n_layers", "model.transformer.d_model", "model.transformer.n_heads",
+    "model.transformer.d_head", "model.transformer.d_mlp", "model.transformer.max_length", "model.transformer.init_std",
 }
 _NONNEGATIVE = {"seed", "seeds", "train.early_checkpoints", "extract.refine_rounds"}
 _MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
@@ -268,13 +296,69 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
             kwargs[name] = coerce_field(name, raw[name], hints[name])
             _check_value(name, kwargs[name])
     for section, cls in _SECTIONS.items():
-        kwargs[section] = build_section(cls, raw.get(section, {}), section, _check_value)
+        table = raw.get(section, {})
+        if section == "model":
+            kwargs[section] = _model_section(table)
+        else:
+            kwargs[section] = build_section(cls, table, section, _check_value)
     study = Study(**kwargs)
     _cross_check(study)
     return study
 
 
+def _model_section(table: Any) -> ModelConfig:
+    """[model] with its architecture's own sub-table ([model.transformer]), each checked."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[model] must be a table, got {type(table).__name__}")
+    flat = {k: v for k, v in table.items() if k not in _ARCH_SECTIONS}
+    model = build_section(ModelConfig, flat, "model", _check_value)
+    for arch, cls in _ARCH_SECTIONS.items():
+        if arch in table and model.arch != arch:
+            raise ConfigError(f"[model.{arch}] applies to model.arch = {arch!r} only (model.arch = {model.arch!r}); remove it")
+        if model.arch == arch:
+            model = dataclasses.replace(model, **{arch: build_section(cls, table.get(arch, {}), f"model.{arch}", _check_value)})
+    if model.arch in _ARCH_SECTIONS:
+        defaults = ModelConfig()
+        for name in _RECURRENT_FIELDS:
+            if getattr(model, name) != getattr(defaults, name):
+                raise ConfigError(f"model.{name} applies to recurrent archs only; a {model.arch}'s fields are in "
+                                  f"[model.{model.arch}]")
+    return model
+
+
+def _longest_string(study: Study) -> tuple[str, int]:
+    """The field that makes the model read its longest string, and that length."""
+    t, e = study.task, study.extract
+    lengths = {"task.train_max_length": t.train_max_length, "task.val_length": t.val_length,
+               "task.test_lengths": max(t.test_lengths), "probe.depth": study.probe.depth}
+    if e.robust:  # refinement checks strings of max(check_length, robust depth + 1)
+        lengths["extract.check_length"] = max(e.check_length, study.probe.depth + 1)
+    return max(lengths.items(), key=lambda kv: kv[1])
+
+
+def _check_transformer(study: Study) -> None:
+    tc = study.model.transformer
+    d_head = tc.d_model // tc.n_heads if tc.d_head is None else tc.d_head
+    if tc.d_head is None and tc.d_model % tc.n_heads:
+        raise ConfigError(f"model.transformer.d_model ({tc.d_model}) is not a multiple of n_heads ({tc.n_heads}); "
+                          "change one or set d_head")
+    if tc.positional == "rope" and d_head % 2:
+        raise ConfigError(f"model.transformer.positional = 'rope' needs an even head width (d_head = {d_head})")
+    if study.seeds is not None:
+        raise ConfigError("seeds = [...] trains recurrent archs only (model.arch = 'transformer'); "
+                          "run one study per seed")
+    if tc.positional == "learned":
+        field_name, length = _longest_string(study)
+        if length > tc.max_length:
+            raise ConfigError(
+                f"{field_name} = {length} is longer than model.transformer.max_length = {tc.max_length} (the learned "
+                "positional table); raise max_length or use positional = 'sinusoidal', 'rope' or 'none'"
+            )
+
+
 def _cross_check(study: Study) -> None:
+    if study.model.arch == "transformer":
+        _check_transformer(study)
     t = study.task
     if t.train_min_length > t.train_max_length:
         raise ConfigError(
@@ -314,7 +398,10 @@ def study_to_dict(study: Study) -> dict:
         return {k: (clean(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v)
                 for k, v in d.items() if v is not None}
 
-    return clean(dataclasses.asdict(study))
+    d = clean(dataclasses.asdict(study))
+    if study.model.arch in _ARCH_SECTIONS:  # a recurrent field's default means nothing to this arch
+        d["model"] = {k: v for k, v in d["model"].items() if k not in _RECURRENT_FIELDS}
+    return d
 
 
 def toml_value(v: Any) -> str:
@@ -336,5 +423,9 @@ def study_to_toml(study: Study) -> str:
     lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
     for section in _SECTIONS:
         lines.append(f"\n[{section}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in d[section].items() if not isinstance(v, dict)]
+        for sub, table in d[section].items():
+            if isinstance(table, dict):
+                lines.append(f"\n[{section}.{sub}]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"

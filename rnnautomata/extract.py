@@ -20,6 +20,7 @@ import torch
 
 from rnnautomata.automata import Machine
 from rnnautomata.merge import _first_appearance
+from rnnautomata.models.base import is_recurrent
 from rnnautomata.probe import PrefixTree, ProbeResult, prefix_tree, probe
 
 __all__ = [
@@ -232,7 +233,9 @@ def network_outputs(
     Parameters
     ----------
     model : torch.nn.Module
-        One-step API (docs/contracts.md), already on `device`.
+        One-step API or sequence-model contract (docs/contracts.md), already on `device`. A model
+        with ``step`` is run one symbol at a time (as the probe runs it); any other in one
+        ``prefix_outputs`` pass.
     symbols : np.ndarray
         (B, T) symbol ids.
 
@@ -248,6 +251,8 @@ def network_outputs(
     model.eval()
     try:
         with torch.no_grad():
+            if not is_recurrent(model):
+                return model.prefix_outputs(symbols_t)[:, 1:].argmax(-1).cpu().numpy()  # (B, T)
             state = model.initial_state(batch_size).to(device)  # (B, S)
             for t in range(seq_len):
                 state = model.step(state, symbols_t[:, t])  # (B, S)
@@ -331,8 +336,9 @@ def fidelity(
     """Compare `machine` with the network (and `truth`) on short and long strings.
 
     Every string up to `brute_force_depth` is checked on a prefix tree (shortest first); then
-    `n_strings` uniformly sampled strings of each length in `lengths`, one `model.step` per
-    position for the whole batch.
+    `n_strings` uniformly sampled strings of each length in `lengths`, run as
+    :func:`network_outputs` runs them (one `model.step` per position for a recurrent model, one
+    pass otherwise).
 
     Parameters
     ----------

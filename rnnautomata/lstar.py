@@ -24,6 +24,7 @@ import torch
 
 from rnnautomata.automata import Machine
 from rnnautomata.errors import RnnAutomataError
+from rnnautomata.models.base import is_recurrent
 
 __all__ = ["network_sul", "LStarResult", "learn_machine", "ORACLES"]
 
@@ -99,9 +100,14 @@ def _sul_class() -> type:
             self.n_network_steps = 0
             self.hard_deadline: float | None = None  # perf_counter time after which queries stop (learn_machine)
             self._symbol_id = {a: i for i, a in enumerate(self.alphabet)}
+            self.recurrent = is_recurrent(model)
             with torch.no_grad():
-                h0 = model.initial_state(1).to(device)  # (1, S)
-                out0 = int(model.readout(h0).argmax(-1)[0])
+                if self.recurrent:
+                    h0 = model.initial_state(1).to(device)  # (1, S)
+                    out0 = int(model.readout(h0).argmax(-1)[0])
+                else:  # a causal model: no state to carry, each query is one pass
+                    h0 = None
+                    out0 = int(model.prefix_outputs(torch.zeros(1, 0, dtype=torch.long, device=device))[0, 0].argmax(-1))
             self._cache: dict[tuple[int, ...], tuple[torch.Tensor, int]] = {(): (h0, out0)}
             self._prefix: tuple[int, ...] = ()
 
@@ -120,8 +126,13 @@ def _sul_class() -> type:
                         raise _OutOfTime
                     state, _ = self._cache[self._prefix]  # (1, S)
                     with torch.no_grad():
-                        new = self.model.step(state, torch.tensor([symbol], device=self.device))  # (1, S)
-                        out = int(self.model.readout(new).argmax(-1)[0])
+                        if self.recurrent:
+                            new = self.model.step(state, torch.tensor([symbol], device=self.device))  # (1, S)
+                            out = int(self.model.readout(new).argmax(-1)[0])
+                        else:
+                            new = None
+                            x = torch.tensor([prefix], dtype=torch.long, device=self.device)  # (1, T)
+                            out = int(self.model.forward_last(x).argmax(-1)[0])
                     self.n_network_steps += 1
                     if len(self._cache) >= self.max_cache:
                         self._cache = {(): self._cache[()], self._prefix: self._cache[self._prefix]}

@@ -1,8 +1,9 @@
-"""Hidden states of a recurrent network for every node of a prefix tree.
+"""Hidden states of a sequence model for every node of a prefix tree.
 
 Step 1 of DESIGN.md's "Extraction, precisely": enumerate the strings up to a depth (or all prefixes
 of a sample of strings) as a prefix tree, then run the network once per tree node, reusing the
-parent's hidden state, so probing costs O(nodes) steps rather than O(nodes x depth).
+parent's hidden state, so probing costs O(nodes) steps rather than O(nodes x depth). A causal model
+without a one-step API (a transformer) is probed from one pass over the tree's leaves instead.
 
 Example
 -------
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["LSTM_STATES", "PrefixTree", "ProbeResult", "prefix_tree", "prefix_tree_from_strings", "probe", "state_columns"]
+from rnnautomata.models.base import is_recurrent
+
+__all__ = ["LSTM_STATES", "PrefixTree", "ProbeResult", "leaf_below", "prefix_tree", "prefix_tree_from_strings", "probe", "state_columns"]
 
 #: which part of an LSTM's state the probe returns: its output h (the default), its cell c, or both
 LSTM_STATES = ("h", "c", "hc")
@@ -222,27 +225,36 @@ class ProbeResult:
 
 def probe(
     model: torch.nn.Module, tree: PrefixTree, device: str | torch.device = "cpu",
-    batch_size: int = 65536, lstm_state: str = "h",
+    batch_size: int = 65536, lstm_state: str = "h", incremental: bool | None = None,
 ) -> ProbeResult:
-    """Run `model` over every node of `tree`, one batched `model.step` per level and batch.
+    """The model's state and output class after every node of `tree`.
 
-    Each node's state is computed from its parent's, so the cost is one step per node.
+    Two exact ways, chosen by `incremental` (default: the first when the model has ``step``):
+
+    - **incremental** (recurrent models): one batched ``model.step`` per level and batch, each
+      node's state computed from its parent's, so the cost is one step per node;
+    - **one pass** (any causal model, docs/contracts.md): ``model.prefix_states`` over the tree's
+      leaves, grouped by length; a node's state is read at its own length from the row of one leaf
+      below it (position t sees only symbols ≤ t, so this is the node's own state).
+
     The model is put in eval mode for the call (and restored afterwards) and run under
     `torch.no_grad`.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Follows the one-step API of docs/contracts.md (`initial_state`, `step`, `readout`) and
-        already lives on `device`.
+        Follows the sequence-model contract (``prefix_states``, ``readout``) or the one-step API
+        (``initial_state``, ``step``, ``readout``) of docs/contracts.md, and already lives on `device`.
     tree : PrefixTree
     device : str or torch.device
-        Where the steps run; states are gathered back to CPU memory.
+        Where the model runs; states are gathered back to CPU memory.
     batch_size : int
-        Most nodes stepped at once.
+        Most nodes stepped at once (incremental), or most leaf positions run at once (one pass).
     lstm_state : str
         For an LSTM, which part of the state to return: "h" (default), "c" or "hc"
         (:func:`state_columns`). Other models return their whole state.
+    incremental : bool or None
+        Force one way (True needs ``step``; False needs ``prefix_states``); None chooses.
 
     Returns
     -------
@@ -250,27 +262,75 @@ def probe(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if incremental is None:
+        incremental = is_recurrent(model)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            root = model.initial_state(1).to(device=device)  # (1, S)
-            states = torch.empty(tree.n_nodes, root.shape[-1], dtype=torch.float32)  # (N, S)
-            outputs = torch.empty(tree.n_nodes, dtype=torch.int64)  # (N,)
-            states[0] = root[0].float().cpu()
-            outputs[0] = model.readout(root).argmax(-1)[0].cpu()
-            parent = torch.from_numpy(tree.parent)
-            symbol = torch.from_numpy(tree.symbol)
-            for d in range(1, tree.max_depth + 1):
-                level = tree.level(d)
-                for start in range(level.start, level.stop, batch_size):
-                    nodes = slice(start, min(start + batch_size, level.stop))
-                    prev = states[parent[nodes]].to(device)  # (B, S)
-                    sym = symbol[nodes].to(device)  # (B,)
-                    new = model.step(prev, sym)  # (B, S)
-                    states[nodes] = new.float().cpu()
-                    outputs[nodes] = model.readout(new).argmax(-1).cpu()  # (B,)
+            run = _probe_steps if incremental else _probe_one_pass
+            states, outputs = run(model, tree, device, batch_size)
     finally:
         model.train(was_training)
     columns = state_columns(model, lstm_state)
     return ProbeResult(tree, np.ascontiguousarray(states.numpy()[:, columns]), outputs.numpy())
+
+
+def _probe_steps(model, tree: PrefixTree, device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (N, S) and output classes (N,) by one ``step`` per node, level by level."""
+    root = model.initial_state(1).to(device=device)  # (1, S)
+    states = torch.empty(tree.n_nodes, root.shape[-1], dtype=torch.float32)  # (N, S)
+    outputs = torch.empty(tree.n_nodes, dtype=torch.int64)  # (N,)
+    states[0] = root[0].float().cpu()
+    outputs[0] = model.readout(root).argmax(-1)[0].cpu()
+    parent = torch.from_numpy(tree.parent)
+    symbol = torch.from_numpy(tree.symbol)
+    for d in range(1, tree.max_depth + 1):
+        level = tree.level(d)
+        for start in range(level.start, level.stop, batch_size):
+            nodes = slice(start, min(start + batch_size, level.stop))
+            prev = states[parent[nodes]].to(device)  # (B, S)
+            sym = symbol[nodes].to(device)  # (B,)
+            new = model.step(prev, sym)  # (B, S)
+            states[nodes] = new.float().cpu()
+            outputs[nodes] = model.readout(new).argmax(-1).cpu()  # (B,)
+    return states, outputs
+
+
+def leaf_below(tree: PrefixTree) -> np.ndarray:
+    """(N,) int64: for each node, a leaf of `tree` whose string starts with the node's string
+    (the node itself when it is a leaf; otherwise the leaf below its lowest-numbered child)."""
+    below = np.arange(tree.n_nodes, dtype=np.int64)  # (N,)
+    for d in range(tree.max_depth - 1, -1, -1):
+        nodes = np.arange(tree.level(d).start, tree.level(d).stop)  # (n_d,)
+        kids = tree.children[nodes]  # (n_d, A)
+        has = kids >= 0
+        inner = has.any(1)
+        first = kids[inner, has[inner].argmax(1)]  # (n_inner,) lowest-numbered existing child
+        below[nodes[inner]] = below[first]
+    return below
+
+
+def _probe_one_pass(model, tree: PrefixTree, device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (N, S) and output classes (N,) from ``prefix_states`` over the leaves (causal models)."""
+    below = leaf_below(tree)  # (N,)
+    matrix = tree.symbols_matrix()  # (N, max_depth)
+    leaves = np.unique(below)  # (L,)
+    states = outputs = None
+    for length in np.unique(tree.depth[leaves]):
+        group = leaves[tree.depth[leaves] == length]  # leaves of this length
+        rows = max(1, batch_size // (int(length) + 1))
+        for start in range(0, len(group), rows):
+            chunk = group[start : start + rows]  # (b,)
+            symbols = torch.as_tensor(matrix[chunk, :length], device=device)  # (b, length)
+            prefix = model.prefix_states(symbols)  # (b, length + 1, S)
+            if states is None:
+                states = torch.empty(tree.n_nodes, prefix.shape[-1], dtype=torch.float32)  # (N, S)
+                outputs = torch.empty(tree.n_nodes, dtype=torch.int64)  # (N,)
+            nodes = np.flatnonzero(np.isin(below, chunk))  # every node read from this chunk
+            row = torch.as_tensor(np.searchsorted(chunk, below[nodes]), device=device)  # (n,) chunk is sorted
+            pos = torch.as_tensor(tree.depth[nodes], device=device)  # (n,)
+            picked = prefix[row, pos]  # (n, S)
+            states[nodes] = picked.float().cpu()
+            outputs[nodes] = model.readout(picked).argmax(-1).cpu()  # (n,)
+    return states, outputs

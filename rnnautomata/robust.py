@@ -33,6 +33,7 @@ import torch
 from rnnautomata.automata import Machine
 from rnnautomata.consistent import ConsistentMerger
 from rnnautomata.extract import Extraction, extract_machine, network_outputs
+from rnnautomata.models.base import is_recurrent
 from rnnautomata.probe import PrefixTree, ProbeResult, prefix_tree_from_strings, probe
 
 __all__ = ["RefineBudget", "RobustExtraction", "extract_robust", "agreement_with_network", "robust_depth"]
@@ -136,8 +137,9 @@ def robust_depth(n_symbols: int, depth: int, max_nodes: int = MAX_NODES) -> int:
 
 
 def _outputs(model, symbols: np.ndarray, device) -> np.ndarray:
-    """(B, T) the network's output class after every symbol, in one forward pass when it can."""
-    if hasattr(model, "forward") and hasattr(model, "readout_layer"):
+    """(B, T) the network's output class after every symbol, in one forward pass when it can (a
+    recurrent model with a fused kernel, or any model without ``step``)."""
+    if hasattr(model, "readout_layer") or not is_recurrent(model):
         x = torch.as_tensor(symbols, dtype=torch.long, device=device)  # (B, T)
         was_training = model.training
         model.eval()

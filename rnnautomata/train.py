@@ -27,7 +27,7 @@ from rnnautomata.config import Study, study_from_dict, study_to_dict, study_to_t
 from rnnautomata.data import make_task
 from rnnautomata.data.regular import RegularTask, all_strings
 from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
-from rnnautomata.models import MODELS, RecurrentModel
+from rnnautomata.models import MODELS, SequenceModel
 from rnnautomata.runs import RunDir, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -144,16 +144,16 @@ def _loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int) ->
 def supervised(model, x: torch.Tensor, y: torch.Tensor, which: str, start_output: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs and targets at the supervised positions.
 
+    ``model`` follows the sequence-model contract (models/base.py).
     x, y : (B, T) symbols and per-position targets. ``which = "last"``: (B, O), (B,). ``"all"``: every
     prefix including the empty one (the output of h0 must be the start state's, ``start_output``):
     (B, T + 1, O), (B, T + 1).
     """
     if which == "last":
         return model.forward_last(x), y[:, -1]  # (B, O), (B,)
-    out = model(x)  # (B, T, O)
-    out0 = model.readout(model.initial_state(x.shape[0])).unsqueeze(1)  # (B, 1, O)
+    out = model.prefix_outputs(x)  # (B, T + 1, O)
     y0 = torch.full((x.shape[0], 1), start_output, dtype=y.dtype, device=y.device)  # (B, 1)
-    return torch.cat([out0, out], dim=1), torch.cat([y0, y], dim=1)
+    return out, torch.cat([y0, y], dim=1)
 
 
 def start_output(task: RegularTask) -> int:
@@ -163,7 +163,7 @@ def start_output(task: RegularTask) -> int:
 
 @torch.no_grad()
 def evaluate(
-    model: RecurrentModel,
+    model: SequenceModel,
     train_set: TrainingSet,
     eval_set: EvalSet,
     study: Study,
@@ -201,7 +201,7 @@ def evaluate(
     return record
 
 
-def build_model(study: Study, task: RegularTask, generator: torch.Generator | None = None) -> RecurrentModel:
+def build_model(study: Study, task: RegularTask, generator: torch.Generator | None = None) -> SequenceModel:
     gen = generator if generator is not None else torch.Generator().manual_seed(study.seed)
     return MODELS[study.model.arch](study.model, task.n_symbols, task.n_outputs, gen)
 
@@ -217,7 +217,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(model: RecurrentModel, study: Study) -> torch.optim.Optimizer:
+def make_optimizer(model: SequenceModel, study: Study) -> torch.optim.Optimizer:
     if study.train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=study.train.lr)
     return torch.optim.SGD(model.parameters(), lr=study.train.lr, momentum=study.train.momentum)
@@ -249,7 +249,7 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
 
 
-def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel, opt, study: Study, task: RegularTask,
+def write_checkpoint(run: RunDir, step: int, epoch: float, model: SequenceModel, opt, study: Study, task: RegularTask,
                      metrics: dict | None = None) -> None:
     """Save one checkpoint; ``metrics`` (its metrics.jsonl record) is kept in the metadata too, so a
     kill between the checkpoint and its metrics line loses nothing (:meth:`RunDir.restore_metrics`)."""
@@ -268,7 +268,7 @@ def write_checkpoint(run: RunDir, step: int, epoch: float, model: RecurrentModel
     save_checkpoint(run.checkpoint_path(step), tensors, meta)
 
 
-def load_model(run_dir: str | Path, step: int | str | None = "last", device: str | torch.device = "cpu") -> tuple[RecurrentModel, dict]:
+def load_model(run_dir: str | Path, step: int | str | None = "last", device: str | torch.device = "cpu") -> tuple[SequenceModel, dict]:
     """Rebuild the model of a run at a checkpoint. Returns (model in eval mode, metadata).
 
     The checkpoint carries its study, so the model is rebuilt from the file alone; nothing in the

@@ -18,6 +18,7 @@ SMOKE = {
     "bench_robust.py": ["--machines", "1", "--archs", "gru", "--seeds", "0", "--epochs", "2", "--no-lstar",
                         "--recipe", "zoo", "--work", "{tmp}"],
     "bench_zoo.py": ["--only", "tomita1", "--work", "{tmp}"],
+    "bench_transformer.py": ["--set", "train.epochs=1", "--depth", "4"],
 }
 
 

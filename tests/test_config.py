@@ -38,7 +38,7 @@ def test_overrides_are_typed_and_validated():
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"model": {"arch": "transformer"}}, r"model.arch = 'transformer' is not allowed; choose one of: elman, gru, lstm"),
+        ({"model": {"arch": "mamba"}}, r"model.arch = 'mamba' is not allowed; choose one of: elman, gru, lstm, transformer"),
         ({"train": {"lrr": 1}}, r"unknown field train.lrr"),
         ({"bogus": 1}, r"unknown key 'bogus'"),
         ({"train": {"epochs": "many"}}, r"train.epochs must be an integer"),

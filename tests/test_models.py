@@ -61,3 +61,24 @@ def test_forward_last_in_time_chunks_equals_one_kernel_call(arch):
         whole, _ = model.cell(F.one_hot(symbols, 2).float(), model._unpack(model.initial_state(5)))  # (B, T, H)
         expected = model.readout_layer(whole[:, -1])  # (B, O)
         assert torch.equal(model.forward_last(symbols), expected)
+
+
+@pytest.mark.parametrize("arch", ["elman", "gru", "lstm"])
+def test_sequence_contract_of_recurrent_models(arch):
+    """prefix_states starts at h0 and follows step; prefix_outputs is exactly [readout(h0), forward]
+    (what training supervised before the contract, so training is unchanged)."""
+    from rnnautomata.models import SequenceModel, is_recurrent
+
+    model = build_recurrent(ModelConfig(arch=arch, hidden_size=5, init_gain=1.0), 2, 2, torch.Generator().manual_seed(0))
+    assert isinstance(model, SequenceModel) and is_recurrent(model)
+    x = torch.randint(0, 2, (4, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        states = model.prefix_states(x)  # (B, T + 1, S)
+        assert states.shape == (4, 7, model.state_size)
+        state = model.initial_state(4)
+        torch.testing.assert_close(states[:, 0], state)
+        for t in range(6):
+            state = model.step(state, x[:, t])
+            torch.testing.assert_close(states[:, t + 1], state, atol=1e-6, rtol=1e-5)
+        old = torch.cat([model.readout(model.initial_state(4)).unsqueeze(1), model(x)], dim=1)
+        assert torch.equal(model.prefix_outputs(x), old)

@@ -100,3 +100,33 @@ def test_probe_equals_naive_rollout(batch_size):
                 state = model.step(state, torch.tensor([symbol]))
             np.testing.assert_allclose(result.states[i], state[0].numpy(), atol=1e-5)
             assert result.outputs[i] == int(model.readout(state).argmax(-1))
+
+
+@pytest.mark.parametrize("arch", ["elman", "gru", "lstm"])
+@pytest.mark.parametrize("lstm_state", ["h", "hc"])
+def test_one_pass_probe_equals_the_incremental_probe_for_every_rnn(arch, lstm_state):
+    """The causal path (prefix_states over the leaves) and the one-step path give the same states
+    and outputs, on a full tree and on a sampled tree whose leaves have different lengths."""
+    from rnnautomata.models.rnn import RecurrentModel, _init_weights
+
+    torch.manual_seed(0)
+    model = RecurrentModel(2, 3, hidden_size=6, arch=arch, nonlinearity="tanh", initial_state=0.3)
+    _init_weights(model, "xavier_normal", 1.0, torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(0)
+    strings = [rng.integers(0, 2, size=n) for n in rng.integers(1, 8, size=20)]
+    for tree in (prefix_tree(2, 6), prefix_tree_from_strings(strings, 2)):
+        steps = probe(model, tree, lstm_state=lstm_state)
+        one_pass = probe(model, tree, lstm_state=lstm_state, incremental=False, batch_size=17)
+        np.testing.assert_allclose(one_pass.states, steps.states, atol=1e-5)
+        np.testing.assert_array_equal(one_pass.outputs, steps.outputs)
+
+
+def test_leaf_below_is_a_descendant_leaf():
+    from rnnautomata.probe import leaf_below
+
+    tree = prefix_tree_from_strings([(0, 1, 1), (1,), (0, 0)], 2)
+    below = leaf_below(tree)
+    for node in range(tree.n_nodes):
+        leaf = int(below[node])
+        assert (tree.children[leaf] < 0).all()
+        assert tree.string(leaf)[: tree.depth[node]] == tree.string(node)

@@ -1,6 +1,7 @@
 """Recurrent sequence models with a one-step API for probing.
 
-All models share one interface (docs/contracts.md): the recurrent state is a single tensor
+Every model follows the sequence-model contract (``models/base.py``, docs/contracts.md) and adds the
+one-step API (``initial_state`` / ``step``). The recurrent state is a single tensor
 ``(B, S)`` (``S = H`` for Elman and GRU, ``S = 2H`` for LSTM, holding ``[h, c]``), so the probe and the
 merger never need to know which cell produced it. ``forward`` runs torch's fused recurrent kernels;
 ``step`` runs the same module one symbol at a time, so probed states match training-time states.
@@ -16,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnautomata.config import ModelConfig
+from rnnautomata.models.base import SequenceModel
 
 __all__ = ["RecurrentModel", "build_recurrent", "ARCHS"]
 
@@ -25,7 +27,7 @@ ARCHS = {"elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 TIME_CHUNK = 512  # symbols per recurrent-kernel call in forward_last (long strings)
 
 
-class RecurrentModel(nn.Module):
+class RecurrentModel(SequenceModel):
     """One-layer Elman / GRU / LSTM network with one-hot input and a linear readout.
 
     Parameters
@@ -91,8 +93,31 @@ class RecurrentModel(nn.Module):
         return self._pack(hx)  # (B, S)
 
     def readout(self, state: torch.Tensor) -> torch.Tensor:
-        """Outputs of states: (B, S) -> (B, O)."""
-        return self.readout_layer(state[:, : self.hidden_size])  # (B, O)
+        """Outputs of states: (..., S) -> (..., O)."""
+        return self.readout_layer(state[..., : self.hidden_size])  # (..., O)
+
+    # --- the sequence-model contract (models/base.py) ----------------------------------------
+    def prefix_states(self, symbols: torch.Tensor) -> torch.Tensor:
+        """The state after every prefix: (B, T) long -> (B, T + 1, S); row 0 is h0.
+
+        Elman and GRU: one fused kernel call. LSTM: one ``step`` per symbol (the kernel returns
+        h at every step but c only at the last).
+        """
+        B = symbols.shape[0]
+        state = self.initial_state(B)  # (B, S)
+        if self.arch == "lstm":
+            states = [state]
+            for t in range(symbols.shape[1]):
+                states.append(self.step(states[-1], symbols[:, t]))  # (B, S)
+            return torch.stack(states, dim=1)  # (B, T + 1, S)
+        x = F.one_hot(symbols, self.n_symbols).to(self.h0.dtype)  # (B, T, A)
+        hs, _ = self.cell(x, self._unpack(state))  # (B, T, H)
+        return torch.cat([state.unsqueeze(1), hs], dim=1)  # (B, T + 1, H)
+
+    def prefix_outputs(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Outputs after every prefix, the empty one included: (B, T) -> (B, T + 1, O)."""
+        out0 = self.readout(self.initial_state(symbols.shape[0])).unsqueeze(1)  # (B, 1, O)
+        return torch.cat([out0, self(symbols)], dim=1)  # (B, T + 1, O)
 
     def forward(self, symbols: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs after every symbol: (B, T) long -> (B, T, O)."""

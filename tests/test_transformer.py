@@ -1,0 +1,237 @@
+"""The transformer: causality, hooks, config, hand-set known answers, and a tiny run end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnautomata.automata import Machine
+from rnnautomata.config import load_study, study_from_dict, study_to_toml
+from rnnautomata.data.regular import first_symbol
+from rnnautomata.errors import ConfigError
+from rnnautomata.models import MODELS, Transformer, is_recurrent
+from rnnautomata.models.transformer import POSITIONALS, init_weights
+from rnnautomata.probe import prefix_tree, prefix_tree_from_strings, probe
+from rnnautomata.robust import extract_robust
+
+from conftest import tiny_raw
+
+
+def _random(positional, attn_only=False, seed=0, **kwargs):
+    model = Transformer(2, 3, n_layers=2, d_model=8, n_heads=2, attn_only=attn_only, positional=positional,
+                        max_length=16, **kwargs)
+    init_weights(model, 0.5, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+@pytest.mark.parametrize("positional", POSITIONALS)
+@pytest.mark.parametrize("attn_only", [False, True])
+def test_one_pass_probe_equals_a_forward_per_prefix(positional, attn_only):
+    """The probe reads each prefix's state from a leaf's pass; a pass over the prefix alone agrees."""
+    model = _random(positional, attn_only)
+    assert not is_recurrent(model)
+    rng = np.random.default_rng(1)
+    for tree in (prefix_tree(2, 5), prefix_tree_from_strings([rng.integers(0, 2, size=n) for n in (3, 7, 7, 1)], 2)):
+        result = probe(model, tree, batch_size=10)
+        with torch.no_grad():
+            for node in range(tree.n_nodes):
+                string = torch.tensor([tree.string(node)], dtype=torch.long).reshape(1, -1)  # (1, t)
+                alone = model.prefix_states(string)[0, -1]  # (d,)
+                np.testing.assert_allclose(result.states[node], alone.numpy(), atol=1e-5)
+                assert result.outputs[node] == int(model.readout(alone).argmax())
+
+
+@pytest.mark.parametrize("positional", POSITIONALS)
+def test_position_t_sees_only_symbols_up_to_t(positional):
+    model = _random(positional)
+    x = torch.tensor([[0, 1, 1, 0, 1, 0]])
+    y = x.clone()
+    y[0, 4:] = 1 - y[0, 4:]
+    with torch.no_grad():
+        a, b = model.prefix_states(x), model.prefix_states(y)  # (1, 7, d)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_outputs_forward_and_hooks_agree():
+    model = _random("learned")
+    x = torch.tensor([[0, 1, 1], [1, 0, 0]])
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(x)  # (2, 4, 3)
+        torch.testing.assert_close(model(x), logits[:, 1:])
+        torch.testing.assert_close(model.forward_last(x), logits[:, -1])
+        torch.testing.assert_close(model.prefix_states(x), cache["ln_final.hook_normalized"])
+    names = {f"blocks.{l}.{h}" for l in range(2) for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post",
+                                                             "attn.hook_pattern")}
+    assert names | {"hook_embed", "hook_pos_embed", "ln_final.hook_normalized"} <= set(cache)
+    pattern = cache["blocks.0.attn.hook_pattern"]  # (B, H, P, P)
+    assert pattern.shape == (2, 2, 4, 4)
+    torch.testing.assert_close(pattern.sum(-1), torch.ones(2, 2, 4))
+    assert float(pattern.triu(1).abs().max()) == 0.0  # causal
+
+
+def test_a_learned_table_refuses_longer_strings():
+    model = _random("learned")
+    with pytest.raises(ConfigError, match="model.transformer.max_length = 16"):
+        model.prefix_states(torch.zeros(1, 17, dtype=torch.long))
+    _random("sinusoidal").prefix_states(torch.zeros(1, 40, dtype=torch.long))  # no table, any length
+
+
+# --- hand-set weights: known answers ----------------------------------------------------------
+
+def _zeroed(d_model, positional, max_length=64):
+    model = Transformer(2, 2, n_layers=1, d_model=d_model, n_heads=1, attn_only=True, positional=positional,
+                        max_length=max_length)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for block in model.blocks:
+            block.ln1.w.fill_(1.0)
+    return model.eval()
+
+
+def last_symbol_transformer() -> Transformer:
+    """No attention, no positions: the state is LayerNorm(embedding of the last token)."""
+    model = _zeroed(4, "none")
+    with torch.no_grad():
+        model.W_E.copy_(torch.eye(3, 4))  # symbol 0 -> e0, symbol 1 -> e1, BOS -> e2
+        model.ln_final.w.fill_(1.0)
+        model.W_U[1, 1], model.W_U[1, 0] = 1.0, -1.0  # "1" when the last token is symbol 1
+    return model
+
+
+def first_symbol_transformer() -> Transformer:
+    """One head attends from every position to position 1 (BOS to itself) and copies its token.
+
+    Residual dims: 0-2 tokens (0, 1, BOS), 3 "position 1", 4 "another position", 5-7 the copied
+    token. Every position's residual holds the same multiset of values, so every LayerNorm scales
+    alike, and the final one keeps the copied dims only: the state is exactly a function of the
+    first symbol.
+    """
+    model = _zeroed(8, "learned")
+    big_query, big_value = 1000.0, 10.0
+    with torch.no_grad():
+        model.W_E.copy_(torch.eye(3, 8))
+        model.W_pos[:, 4] = 1.0
+        model.W_pos[1, 4], model.W_pos[1, 3] = 0.0, 1.0
+        attn = model.blocks[0].attn
+        attn.b_Q[0, 0] = big_query  # every query asks for ...
+        attn.W_K[0, 3, 0] = 1.0  # ... the key "position 1" (BOS, alone in its window, sees itself)
+        for token in range(3):
+            attn.W_V[0, token, token] = 1.0
+            attn.W_O[0, token, 5 + token] = big_value
+        model.ln_final.w[5:] = 1.0
+        model.W_U[6, 1], model.W_U[6, 0] = 1.0, -1.0  # "1" when the first symbol was 1
+    return model
+
+
+def _extract(model, depth=5):
+    return extract_robust(model, prefix_tree(2, depth), ("0", "1"), ("0", "1"))
+
+
+def test_hand_set_last_symbol_transformer_extracts_the_last_symbol_machine():
+    truth = Machine(alphabet=("0", "1"), outputs=("0", "1"), transitions=np.array([[1, 2]] * 3),
+                    output_of_state=np.array([0, 0, 1]))
+    result = _extract(last_symbol_transformer())
+    same, counterexample = result.machine.equivalent(truth)
+    assert same, counterexample
+    assert result.agreement == 1.0 and result.machine.n_states == 2
+
+
+def test_hand_set_first_symbol_transformer_extracts_the_first_symbol_machine():
+    task = first_symbol()
+    model = first_symbol_transformer()
+    pr = probe(model, prefix_tree(2, 6))
+    assert len(np.unique(pr.states.round(5), axis=0)) == 3  # empty prefix, first 0, first 1
+    result = extract_robust(model, pr.tree, task.alphabet, task.outputs, probe_result=pr)
+    same, counterexample = result.machine.equivalent(task.machine)
+    assert same, counterexample
+    assert result.agreement == 1.0 and result.machine.n_states == 3
+
+
+# --- config -----------------------------------------------------------------------------------
+
+def _raw(transformer=None, **model):
+    raw = tiny_raw()
+    raw["model"] = {"arch": "transformer", **model}
+    if transformer is not None:
+        raw["model"]["transformer"] = transformer
+    raw["task"]["test_lengths"] = [20]
+    raw["extract"] = {"check_length": 20}
+    return raw
+
+
+def test_transformer_study_round_trips_and_registry_matches_the_config():
+    from rnnautomata.config import _CHOICES
+
+    assert set(_CHOICES["model.arch"]) == set(MODELS)
+    study = study_from_dict(_raw({"d_model": 8, "positional": "rope"}))
+    assert study.model.transformer.d_model == 8
+    text = study_to_toml(study)
+    assert "[model.transformer]" in text and "hidden_size" not in text
+    import tomllib
+
+    assert study_from_dict(tomllib.loads(text)) == study
+    rnn = study_from_dict(tiny_raw())
+    assert rnn.model.transformer is None and "transformer" not in study_to_toml(rnn)
+
+
+@pytest.mark.parametrize("raw,message", [
+    (_raw({"positional": "alibi"}), "model.transformer.positional = 'alibi' is not allowed"),
+    (_raw({"d_model": 10, "n_heads": 3}), "model.transformer.d_model (10) is not a multiple of n_heads (3)"),
+    (_raw({"d_model": 6, "n_heads": 2, "positional": "rope"}), "needs an even head width"),
+    (_raw({"max_length": 12}), "task.test_lengths = 20 is longer than model.transformer.max_length = 12"),
+    (_raw({"layers": 2}), "unknown field model.transformer.layers"),
+    (_raw({"n_layers": 0}), "model.transformer.n_layers must be positive"),
+    (_raw(hidden_size=8), "model.hidden_size applies to recurrent archs only"),
+    ({**_raw(), "seeds": [0, 1]}, "seeds = [...] trains recurrent archs only"),
+    (tiny_raw(model={"arch": "gru", "transformer": {"d_model": 8}}), "[model.transformer] applies to model.arch"),
+])
+def test_bad_transformer_configs_are_one_line_errors(raw, message):
+    with pytest.raises(ConfigError) as err:
+        study_from_dict(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_transformer_study_loads():
+    study = load_study("tasks/tomita1_transformer.toml")
+    assert study.model.arch == "transformer" and study.model.transformer.positional == "rope"
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+def test_tiny_transformer_study_runs_end_to_end(tmp_path, capsys):
+    """train -> checkpoints -> track -> machine, through the CLI, on Tomita 1."""
+    from rnnautomata.cli import main
+    from rnnautomata.train import load_model
+
+    raw = _raw({"n_layers": 1, "d_model": 8, "n_heads": 2, "positional": "rope"})
+    raw["task"].update(name="tomita1", target="all", train_max_length=6)
+    raw["train"].update(optimizer="adam", lr=0.02, loss="cross_entropy", epochs=3, batch_size=16)
+    raw["probe"] = {"depth": 5}
+    path = tmp_path / "study.toml"
+    path.write_text(study_to_toml(study_from_dict(raw)))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-render"]) == 0
+    assert "ε-free machine" in capsys.readouterr().out
+    dynamics = json.loads((out / "dynamics.json").read_text())
+    assert len(dynamics["checkpoints"]) >= 3
+    assert all(c["robust"]["n_states"] >= 1 for c in dynamics["checkpoints"])
+    model, info = load_model(out)
+    assert isinstance(model, Transformer) and info["study"].model.transformer.d_model == 8
+    assert main(["extract", str(out), "--format", "json", "--quiet"]) == 0
+    machine = json.loads(capsys.readouterr().out)
+    assert machine["alphabet"] == ["0", "1"]
+
+
+def test_lstar_learns_the_hand_set_first_symbol_transformer():
+    """The black-box cross-check works on a model without `step` (one pass per queried prefix)."""
+    pytest.importorskip("aalpy")
+    from rnnautomata.lstar import learn_machine
+
+    task = first_symbol()
+    result = learn_machine(first_symbol_transformer(), task.alphabet, task.outputs, oracle="state_prefix",
+                           oracle_params={"walks_per_state": 20, "walk_len": 8}, max_seconds=30)
+    same, counterexample = result.machine.equivalent(task.machine)
+    assert same, counterexample
