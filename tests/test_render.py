@@ -131,6 +131,48 @@ def test_positions_follow_the_minimised_machine_when_it_is_drawn_instead():
     assert f'pos="{x:.3f},{y:.3f}!"' in dot
 
 
+def random_connected(n_states: int, seed: int = 0) -> Machine:
+    """A seeded random binary machine, every state reachable (a random spanning tree from 0)."""
+    rng = np.random.default_rng(seed)
+    transitions = rng.integers(0, n_states, size=(n_states, 2))  # (N, 2)
+    for child in range(1, n_states):
+        transitions[rng.integers(child), rng.integers(2)] = child  # parent < child: reachable
+    return Machine(("0", "1"), ("reject", "accept"), transitions, rng.integers(0, 2, n_states))
+
+
+def test_layout_engine_is_dot_for_small_machines_and_trees_and_sfdp_for_big_graphs():
+    assert render.layout_engine(parity()) == "dot"
+    assert render.layout_engine(full_tree(8)) == "dot"  # 511 states, but layered trees stay fast
+    big = random_connected(render.SCALABLE_LAYOUT_STATES + 1)
+    assert render.layout_engine(big) == "sfdp"
+    (positions,) = render.stable_positions([big])
+    assert render.layout_engine(big, positions) == "neato"
+    dot = render.machine_dot(big, max_states=1000)
+    assert "layout=sfdp" in dot and "overlap=prism" in dot and "splines=false" in dot
+    s0 = next(line for line in dot.splitlines() if line.strip().startswith("s0 ["))
+    assert "penwidth=2.5" in s0 and "__start -> s0" in dot  # the start state keeps its marks
+    assert render.OUTPUT_COLOURS[int(big.output_of_state[0])] in s0
+    edges = [line for line in dot.splitlines() if line.strip().startswith("s") and " -> s" in line]
+    assert edges and not any("label=" in line for line in edges)  # symbols are colours, not labels
+    assert "edge on:" in dot  # ... with a legend
+
+
+@needs_dot
+def test_a_300_state_machine_draws_as_svg_with_the_scalable_layout(tmp_path):
+    machine = random_connected(300)
+    assert machine.minimize().n_states > 200  # so the default max_states draws it unlabelled
+    for max_states in (1000, render.DEFAULT_MAX_STATES):  # labelled, and as points
+        drawn, _, _ = render._choose_drawn(machine, max_states)
+        assert render.layout_engine(drawn) == "sfdp"
+        paths = render.draw_machine(machine, tmp_path / f"big_{max_states}", formats=("svg",),
+                                    max_states=max_states)
+        assert paths == [tmp_path / f"big_{max_states}.svg"]  # not the .dot fallback
+        root = ET.parse(paths[0]).getroot()
+        nodes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "node"]
+        assert sum(1 for g in nodes if g.find("{http://www.w3.org/2000/svg}title").text.startswith("s")) \
+            == drawn.n_states
+
+
 # ----------------------------------------------------------------------------- files
 @needs_dot
 def test_draw_machine_writes_valid_svg_and_png(tmp_path):
