@@ -83,6 +83,9 @@ _PHASE_COLOURS = {"initial": "#bdbdbd", "tree": "#fdae6b", "merging": "#9ecae1",
 
 RANK_SEP = 1.1  # inches between depths in a pinned prefix-tree layout
 NODE_SEP = 0.55  # inches between neighbouring leaves
+#: ``max_gap`` (inches) of the pinned drawings in the report and the merge snapshots: empty space
+#: the union prefix tree leaves between a small machine's states is closed up to this.
+PINNED_MAX_GAP = 2 * NODE_SEP
 
 _notice_given = False
 
@@ -143,12 +146,29 @@ def _tree_layout(strings: set[tuple[int, ...]], rank_sep: float, node_sep: float
     return {s: (len(s) * rank_sep, y[s]) for s in strings}
 
 
+def _close_gaps(values: Sequence[float], max_gap: float) -> dict[float, float]:
+    """Each distinct value -> a new one: order kept, the smallest kept, every gap between
+    neighbouring values shrunk to at most ``max_gap``."""
+    ordered = sorted(set(values))
+    out = {ordered[0]: ordered[0]}
+    for low, high in zip(ordered, ordered[1:]):
+        out[high] = out[low] + min(high - low, max_gap)
+    return out
+
+
 def stable_positions(machines: Sequence[Machine], *, rank_sep: float = RANK_SEP,
-                     node_sep: float = NODE_SEP) -> list[dict[int, tuple[float, float]]]:
+                     node_sep: float = NODE_SEP,
+                     max_gap: float | None = None) -> list[dict[int, tuple[float, float]]]:
     """Positions that stay put from one machine (checkpoint) to the next.
 
     All machines' access strings are laid out as one prefix tree (depth left to right); each state
     is placed where its access string is. Unreachable states go in a column right of the tree.
+
+    A machine much smaller than the union (two states, when a later checkpoint has hundreds) then
+    sits on a canvas sized for the union, its states far apart. With ``max_gap``, each machine's
+    empty space is closed up: gaps between its occupied rows wider than ``max_gap`` shrink to
+    ``max_gap`` (and between columns, to ``1.5 * rank_sep``). States keep their order, and their
+    relative places wherever the drawing is dense, so merges still read as states vanishing.
 
     Parameters
     ----------
@@ -156,6 +176,8 @@ def stable_positions(machines: Sequence[Machine], *, rank_sep: float = RANK_SEP,
         Over one alphabet, e.g. the machines of consecutive checkpoints.
     rank_sep, node_sep : float
         Inches between depths and between neighbouring leaves.
+    max_gap : float, optional
+        Inches; see above. None (the default) keeps the union's coordinates exactly.
 
     Returns
     -------
@@ -175,6 +197,10 @@ def stable_positions(machines: Sequence[Machine], *, rank_sep: float = RANK_SEP,
         extra = [q for q in range(machine.n_states) if q not in pos]
         for i, q in enumerate(extra):
             pos[q] = (max_x + 1.5 * rank_sep, -i * node_sep)
+        if max_gap is not None:
+            new_x = _close_gaps([x for x, _ in pos.values()], 1.5 * rank_sep)
+            new_y = _close_gaps([y for _, y in pos.values()], max_gap)
+            pos = {q: (new_x[x], new_y[y]) for q, (x, y) in pos.items()}
         out.append(pos)
     return out
 
@@ -652,7 +678,7 @@ def draw_merge_snapshots(
     by_step = {c["step"]: c for c in dyn["checkpoints"]} if dyn else {}
     machines = [load_run_machine(run.root, s) for s in steps]
     shown = [_choose_drawn(m, max_states) for m in machines]
-    positions = stable_positions([s for s, _, _ in shown])
+    positions = stable_positions([s for s, _, _ in shown], max_gap=PINNED_MAX_GAP)
     written: list[Path] = []
     pngs = []
     for step, machine, (drawn, note, compact), pos in zip(steps, machines, shown, positions):

@@ -123,6 +123,23 @@ def test_stable_positions_keep_states_in_place_through_a_merge():
     assert "layout=neato" in dot and dot.count("!\"") >= minimal.n_states
 
 
+def test_max_gap_closes_up_a_small_machine_and_keeps_the_order_of_its_states():
+    tree, small = full_tree(6), parity()
+    loose, closed = (render.stable_positions([small, tree], max_gap=gap) for gap in (None, 0.6))
+    assert loose[1] == render.stable_positions([small, tree])[1]
+    (_, y0), (_, y1) = loose[0][0], loose[0][1]
+    assert abs(y0 - y1) > 8  # in the union tree, the start and state '1' are far apart
+    assert abs(closed[0][0][1] - closed[0][1][1]) == pytest.approx(0.6)
+    assert closed[0][0][0] == loose[0][0][0] == 0.0  # the start stays at the left
+    for pos_loose, pos_closed in zip(loose, closed):
+        for axis in (0, 1):  # same order along both axes, no gap wider than allowed
+            order = sorted(pos_loose, key=lambda q: (pos_loose[q][axis], q))
+            values = [pos_closed[q][axis] for q in order]
+            assert values == sorted(values)
+            assert max(np.diff(values), default=0) <= max(0.6, 1.5 * render.RANK_SEP) + 1e-9
+    assert closed[1] == loose[1]  # the full tree is dense: its rows are under 0.6 in apart already
+
+
 def test_positions_follow_the_minimised_machine_when_it_is_drawn_instead():
     tree = full_tree(4)
     (positions,) = render.stable_positions([tree])
