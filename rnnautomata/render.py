@@ -336,8 +336,9 @@ def machine_dot(
 
 
 def _styled_dot(shown: Machine, positions: Mapping[int, tuple[float, float]] | None,
-                full_title: str, compact: bool, name: str = "machine") -> str:
-    """DOT of ``shown`` as it is (no size fallback); see :func:`machine_dot`."""
+                full_title: str, compact: bool, name: str = "machine", legend: bool = True) -> str:
+    """DOT of ``shown`` as it is (no size fallback); see :func:`machine_dot`. ``legend=False``
+    leaves out the colour legends (a figure that draws its own)."""
     if positions is not None:
         missing = [q for q in range(shown.n_states) if q not in positions]
         if missing:
@@ -359,7 +360,7 @@ def _styled_dot(shown: Machine, positions: Mapping[int, tuple[float, float]] | N
     else:
         graph_attrs += ["rankdir=LR", "nodesep=0.15" if tree else "nodesep=0.3",
                         "ranksep=0.5" if tree else "ranksep=0.45"]
-    label = _title_label(full_title, shown, legend=not compact, edge_legend=scalable)
+    label = _title_label(full_title, shown, legend=legend and not compact, edge_legend=legend and scalable)
     if label:
         graph_attrs.append(f"label={label}")
     lines.append("  graph [" + ", ".join(graph_attrs) + "];")
@@ -658,7 +659,9 @@ def draw_merge_snapshots(
     """Drawings of the machine at a few checkpoints through the merge, with pinned positions.
 
     Writes ``snapshot_step_XXXXXX.<fmt>`` per step and ``merge_snapshots.png/.svg`` (all of them in a
-    grid) into ``out_dir`` (default ``RUN/figures``).
+    grid) into ``out_dir`` (default ``RUN/figures``). In the grid, each panel is titled by
+    matplotlib at a fixed, readable size, one legend of the output colours serves all panels, and
+    a drawing is shown at its natural size (labels at 10 pt), shrunk only when it would not fit.
 
     Parameters
     ----------
@@ -680,15 +683,22 @@ def draw_merge_snapshots(
     shown = [_choose_drawn(m, max_states) for m in machines]
     positions = stable_positions([s for s, _, _ in shown], max_gap=PINNED_MAX_GAP)
     written: list[Path] = []
-    pngs = []
+    panels, titles = [], []
     for step, machine, (drawn, note, compact), pos in zip(steps, machines, shown, positions):
         title = _machine_title(step, machine, by_step.get(step))
         dot = _styled_dot(drawn, pos, "\n".join(t for t in (title, note) if t), compact)
-        paths = _write_dot_outputs(dot, out / f"snapshot_step_{step:06d}", formats)
-        written += paths
-        pngs += [p for p in paths if p.suffix == ".png"]
-    if len(pngs) == len(steps) and pngs:
-        written += _image_row(pngs, out / "merge_snapshots")
+        written += _write_dot_outputs(dot, out / f"snapshot_step_{step:06d}", formats)
+        panels.append(_styled_dot(drawn, pos, "", compact, legend=False))  # the grid titles it
+        titles.append(title + ("\n" + note.split(" (")[0] if note else ""))
+    if graphviz_binary() is not None and panels:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            pngs = [p for i, dot in enumerate(panels)
+                    for p in _write_dot_outputs(dot, Path(tmp) / f"panel_{i}", ("png",)) if p.suffix == ".png"]
+            if len(pngs) == len(panels):
+                outputs = machines[0].outputs if machines else ()
+                written += _image_row(pngs, out / "merge_snapshots", titles=titles, outputs=outputs)
     return written
 
 
@@ -703,21 +713,43 @@ def _machine_title(step: int, machine: Machine, entry: Mapping[str, Any] | None)
     return " · ".join(parts)
 
 
-def _image_row(pngs: Sequence[Path], stem: Path) -> list[Path]:
-    """Place PNG drawings in a grid (three per row) in one matplotlib figure (PNG and SVG)."""
+def _image_row(pngs: Sequence[Path], stem: Path, *, titles: Sequence[str] | None = None,
+               outputs: Sequence[str] = ()) -> list[Path]:
+    """Place PNG drawings (graphviz, 96 dpi) in a grid of one matplotlib figure (PNG and SVG).
+
+    Two columns for up to four drawings, else three. Each panel is titled at 12 pt; a drawing is
+    shown at its natural size, shrunk only to fit its panel (never enlarged: a two-state machine
+    stays as small as it is). ``outputs`` adds one legend of the output colours under the grid.
+    """
     from matplotlib.figure import Figure
     from matplotlib.image import imread
+    from matplotlib.patches import Patch
 
     images = [imread(p) for p in pngs]
-    n_cols = min(3, len(images))
+    n_cols = min(2 if len(images) <= 4 else 3, len(images))
     n_rows = -(-len(images) // n_cols)
-    fig = Figure(figsize=(5.5 * n_cols, 5.0 * n_rows), dpi=100)
+    panel_w, panel_h, title_h, legend_h = 6.0, 5.5, 0.6, 0.5 if outputs else 0.0  # inches
+    fig = Figure(figsize=(panel_w * n_cols, (panel_h + title_h) * n_rows + legend_h), dpi=100)
     axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
     for ax in axes:
         ax.set_axis_off()
-    for ax, im in zip(axes, images):
+    for i, (ax, im) in enumerate(zip(axes, images)):
+        height, width = im.shape[0] / 96, im.shape[1] / 96  # inches at graphviz's 96 dpi
+        scale = min(1.0, panel_w / width, panel_h / height)
+        # axes span the whole panel; pad the data limits so that the image keeps that scale
+        span_x, span_y = panel_w / scale * 96, panel_h / scale * 96  # pixels of the image the panel shows
         ax.imshow(im, interpolation="antialiased")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.01, wspace=0.03, hspace=0.03)
+        ax.set_xlim((im.shape[1] - span_x) / 2, (im.shape[1] + span_x) / 2)
+        ax.set_ylim((im.shape[0] + span_y) / 2, (im.shape[0] - span_y) / 2)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=12, pad=6)
+    if outputs:
+        handles = [Patch(facecolor=_colour(i), edgecolor="#333333", label=label) for i, label in enumerate(outputs)]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles) + 1, fontsize=11, frameon=False,
+                   title="output", title_fontsize=11, bbox_to_anchor=(0.5, 0.0))
+    total_h = (panel_h + title_h) * n_rows + legend_h
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.55 / total_h, bottom=(legend_h + 0.05) / total_h,
+                        wspace=0.05, hspace=title_h / panel_h)
     paths = []
     for fmt in ("png", "svg"):
         path = stem.with_suffix("." + fmt)
