@@ -4,11 +4,14 @@
   state has an arrow and a thick outline, states are filled by output, parallel transitions share
   one edge labelled ``"0,1"``, open (``-1``) transitions end in a dashed stub, a prefix tree is laid
   out left to right by depth. Machines with more than ``max_states`` states are drawn minimised
-  (the title says so), or as unlabelled points when even that is too big.
+  (the title says so), or as unlabelled points when even that is too big. Above
+  :data:`SCALABLE_LAYOUT_STATES` states (trees excepted) ``sfdp`` lays the machine out instead of
+  ``dot``, with straight edges coloured by symbol (:func:`layout_engine`).
 - :func:`stable_positions` pins states across checkpoints: every state sits where its access
   string (shortest, then lexicographically first string that reaches it) sits in one tidy prefix
   tree laid out for all the machines together. A merged state keeps the place of the state whose
   access string it inherits, so a reader sees states disappear into others instead of jumping.
+  ``max_gap`` closes up the empty space a small machine has in the union's layout.
 - :func:`draw_machine` writes SVG/PNG with the graphviz ``dot`` binary; without it, a ``.dot`` file
   and a one-line notice.
 - :func:`plot_timeline` (one run) and :func:`plot_timeline_seeds` (median and IQR over seeds):
