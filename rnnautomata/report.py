@@ -28,6 +28,7 @@ from typing import Any
 from rnnautomata import __version__
 from rnnautomata.automata import Machine, MachineError
 from rnnautomata.render import (
+    PINNED_MAX_GAP,
     _choose_drawn,
     _clean_svg,
     _read_dynamics,
@@ -77,7 +78,7 @@ def _checkpoint_drawings(run, checkpoints: Sequence[Mapping[str, Any]], max_stat
             machines.append(None)
     chosen = [None if m is None else _choose_drawn(m, max_states) for m in machines]
     drawn = [c[0] for c in chosen if c is not None]
-    positions = iter(stable_positions(drawn)) if drawn else iter(())
+    positions = iter(stable_positions(drawn, max_gap=PINNED_MAX_GAP)) if drawn else iter(())
     dots: list[str] = []
     index_of: dict[str, int] = {}
     which, notes = [], []
@@ -257,9 +258,9 @@ details summary{cursor:pointer;color:#345}
 #ckpt-info{font-size:.9rem;margin:.4rem 0;min-height:2.6rem}
 #ckpt-info b{font-variant-numeric:tabular-nums}
 #ckpt-note{color:#a0522d;font-size:.85rem}
-#machine-view{height:62vh;display:flex;justify-content:center;align-items:center;overflow:auto;background:#fff}
-#machine-view svg{max-width:100%;max-height:100%;width:auto;height:auto}
-#machine-view.actual{display:block} #machine-view.actual svg{max-width:none;max-height:none}
+#machine-view{min-height:8rem;max-height:62vh;display:flex;justify-content:center;align-items:center;overflow:auto;background:#fff}
+#machine-view svg{flex:none}
+#machine-view.actual{display:block;max-height:80vh}
 .drawing{display:inline-block;vertical-align:top;margin:0 1rem 1rem 0;max-width:100%}
 .drawing svg{max-width:100%;height:auto}
 #ckpt-table{border-collapse:collapse;font-size:.78rem;font-variant-numeric:tabular-nums;width:100%}
@@ -295,10 +296,23 @@ _JS = """
       (acc ? " \\u00b7 accuracy " + acc : "");
     note.textContent = c.note;
     if (c.d < 0) { view.innerHTML = "<p>no drawing</p>"; }
-    else if (drawings) { view.innerHTML = drawings[c.d]; }
+    else if (drawings) { view.innerHTML = drawings[c.d]; fit(); }
     view.setAttribute("data-drawing", String(c.d));
     view.setAttribute("data-step", String(c.step));
     for (var r = 0; r < rows.length; r++) { rows[r].classList.toggle("current", r === i); }
+  }
+
+  // Each drawing's SVG is sized to its own machine (width/height in pt). Show it at that size,
+  // shrunk only to fit the viewer ("fit"), or exactly at that size ("full size").
+  function fit() {
+    var svg = view.querySelector("svg");
+    if (!svg) { return; }
+    var w = parseFloat(svg.getAttribute("width")) * 4 / 3, h = parseFloat(svg.getAttribute("height")) * 4 / 3;  // pt -> px
+    if (!(w > 0 && h > 0)) { return; }
+    var scale = view.classList.contains("actual") ? 1 :
+      Math.min(1, Math.max(view.clientWidth - 4, 100) / w, Math.max(window.innerHeight * 0.62 - 4, 100) / h);
+    svg.style.width = (w * scale).toFixed(1) + "px";
+    svg.style.height = (h * scale).toFixed(1) + "px";
   }
 
   function decode(b64) {
@@ -327,7 +341,9 @@ _JS = """
   document.getElementById("zoom").addEventListener("click", function (e) {
     var actual = view.classList.toggle("actual");
     e.target.textContent = actual ? "fit" : "full size";
+    fit();
   });
+  window.addEventListener("resize", fit);
   for (var r = 0; r < rows.length; r++) {
     rows[r].addEventListener("click", function () {
       show(+this.getAttribute("data-index"));

@@ -123,12 +123,71 @@ def test_stable_positions_keep_states_in_place_through_a_merge():
     assert "layout=neato" in dot and dot.count("!\"") >= minimal.n_states
 
 
+def test_max_gap_closes_up_a_small_machine_and_keeps_the_order_of_its_states():
+    tree, small = full_tree(6), parity()
+    loose, closed = (render.stable_positions([small, tree], max_gap=gap) for gap in (None, 0.6))
+    assert loose[1] == render.stable_positions([small, tree])[1]
+    (_, y0), (_, y1) = loose[0][0], loose[0][1]
+    assert abs(y0 - y1) > 8  # in the union tree, the start and state '1' are far apart
+    assert abs(closed[0][0][1] - closed[0][1][1]) == pytest.approx(0.6)
+    assert closed[0][0][0] == loose[0][0][0] == 0.0  # the start stays at the left
+    for pos_loose, pos_closed in zip(loose, closed):
+        for axis in (0, 1):  # same order along both axes, no gap wider than allowed
+            order = sorted(pos_loose, key=lambda q: (pos_loose[q][axis], q))
+            values = [pos_closed[q][axis] for q in order]
+            assert values == sorted(values)
+            assert max(np.diff(values), default=0) <= max(0.6, 1.5 * render.RANK_SEP) + 1e-9
+    assert closed[1] == loose[1]  # the full tree is dense: its rows are under 0.6 in apart already
+
+
 def test_positions_follow_the_minimised_machine_when_it_is_drawn_instead():
     tree = full_tree(4)
     (positions,) = render.stable_positions([tree])
     dot = render.machine_dot(tree, positions=positions, max_states=10)
     x, y = positions[tree.start]
     assert f'pos="{x:.3f},{y:.3f}!"' in dot
+
+
+def random_connected(n_states: int, seed: int = 0) -> Machine:
+    """A seeded random binary machine, every state reachable (a random spanning tree from 0)."""
+    rng = np.random.default_rng(seed)
+    transitions = rng.integers(0, n_states, size=(n_states, 2))  # (N, 2)
+    for child in range(1, n_states):
+        transitions[rng.integers(child), rng.integers(2)] = child  # parent < child: reachable
+    return Machine(("0", "1"), ("reject", "accept"), transitions, rng.integers(0, 2, n_states))
+
+
+def test_layout_engine_is_dot_for_small_machines_and_trees_and_sfdp_for_big_graphs():
+    assert render.layout_engine(parity()) == "dot"
+    assert render.layout_engine(full_tree(8)) == "dot"  # 511 states, but layered trees stay fast
+    big = random_connected(render.SCALABLE_LAYOUT_STATES + 1)
+    assert render.layout_engine(big) == "sfdp"
+    (positions,) = render.stable_positions([big])
+    assert render.layout_engine(big, positions) == "neato"
+    dot = render.machine_dot(big, max_states=1000)
+    assert "layout=sfdp" in dot and "overlap=prism" in dot and "splines=false" in dot
+    s0 = next(line for line in dot.splitlines() if line.strip().startswith("s0 ["))
+    assert "penwidth=2.5" in s0 and "__start -> s0" in dot  # the start state keeps its marks
+    assert render.OUTPUT_COLOURS[int(big.output_of_state[0])] in s0
+    edges = [line for line in dot.splitlines() if line.strip().startswith("s") and " -> s" in line]
+    assert edges and not any("label=" in line for line in edges)  # symbols are colours, not labels
+    assert "edge on:" in dot  # ... with a legend
+
+
+@needs_dot
+def test_a_300_state_machine_draws_as_svg_with_the_scalable_layout(tmp_path):
+    machine = random_connected(300)
+    assert machine.minimize().n_states > 200  # so the default max_states draws it unlabelled
+    for max_states in (1000, render.DEFAULT_MAX_STATES):  # labelled, and as points
+        drawn, _, _ = render._choose_drawn(machine, max_states)
+        assert render.layout_engine(drawn) == "sfdp"
+        paths = render.draw_machine(machine, tmp_path / f"big_{max_states}", formats=("svg",),
+                                    max_states=max_states)
+        assert paths == [tmp_path / f"big_{max_states}.svg"]  # not the .dot fallback
+        root = ET.parse(paths[0]).getroot()
+        nodes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "node"]
+        assert sum(1 for g in nodes if g.find("{http://www.w3.org/2000/svg}title").text.startswith("s")) \
+            == drawn.n_states
 
 
 # ----------------------------------------------------------------------------- files

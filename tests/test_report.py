@@ -73,6 +73,31 @@ def test_report_of_200_checkpoints_stays_small(tmp_path):
     assert size < 3_000_000
 
 
+def viewbox_size(svg: str) -> tuple[float, float]:
+    """Width and height of an SVG's viewBox (pt for graphviz's SVGs)."""
+    _, _, width, height = (float(v) for v in re.search(r'viewBox="([^"]+)"', svg).group(1).split())
+    return width, height
+
+
+@pytest.mark.skipif(render.graphviz_binary() is None, reason="graphviz `dot` not installed")
+def test_each_checkpoint_drawing_is_sized_to_its_own_machine(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", n_checkpoints=12, depth=7)  # 2 states, later 129
+    text = write_report(run, max_states=300, progress=False).read_text(encoding="utf-8")
+    meta = json.loads(embedded(text, "ckpt-data"))
+    figures = drawings(text)
+    sizes = [viewbox_size(figures[m["d"]]) for m in meta]
+    largest = max(sizes, key=lambda wh: wh[0] * wh[1])
+    first = sizes[0]
+    assert meta[0]["n_states"] == 2 and max(m["n_states"] for m in meta) >= 129
+    # pinned positions come from one tree for all checkpoints; the 2-state machine used to sit on
+    # a canvas as tall as a quarter of that tree (9.8 in here); now its empty space is closed up
+    assert first[1] < 3 * 72, first  # two states: under 3 inches tall
+    assert first[1] < 0.1 * largest[1] and first[0] * first[1] < 0.03 * largest[0] * largest[1]
+    svg = figures[meta[0]["d"]]
+    width, height = (float(re.search(rf'{k}="([\d.]+)pt"', svg).group(1)) for k in ("width", "height"))
+    assert (width, height) == pytest.approx(first, abs=1)  # the canvas is the viewBox, at 1 pt per unit
+
+
 def test_report_without_graphviz_still_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(render, "graphviz_binary", lambda: None)
     monkeypatch.setattr(render, "_notice_given", False)
