@@ -129,8 +129,8 @@ def main() -> None:
     TIMES["train: SGD steps and the rest"] = wall["train"] - sum(inner.values())
     CALLS["train: SGD steps and the rest"] = dyn["checkpoints"][-1]["step"]
     inner = {k: v for k, v in TIMES.items() if k.startswith("track: ")}
-    TIMES["track: the rest (epsilon, successors, json)"] = wall["track"] - sum(inner.values())
-    CALLS["track: the rest (epsilon, successors, json)"] = 1
+    TIMES["track: the rest (ε-free machines, ε, successors, json)"] = wall["track"] - sum(inner.values())
+    CALLS["track: the rest (ε-free machines, ε, successors, json)"] = 1
     total = sum(wall.values())
     print(f"{'stage':<46s} {'seconds':>8s} {'calls':>7s} {'of train+track':>14s}")
     for stage in ("train", "track"):
