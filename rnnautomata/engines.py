@@ -15,6 +15,9 @@ and yields ``(index, result, error)`` as the jobs finish::
   with ``num_cpus`` and ``num_gpus`` resources; joins the cluster at ``address``, or starts a local
   Ray and shuts it down afterwards (a Ray already started in this process is used and left up).
 
+``with engine:`` connects first (a Ray cluster that does not answer fails there, before the caller
+writes anything); :meth:`Engine.map` outside it connects for that one call.
+
 Ctrl-C (KeyboardInterrupt) stops an engine cleanly: jobs not started are cancelled, running
 worker processes (or Ray tasks) are stopped, and the interrupt is re-raised for the caller.
 """
@@ -47,6 +50,13 @@ class Engine:
     """Runs ``fn(item)`` for many items; :meth:`map` yields ``(index, result, error)`` as each ends."""
 
     name = "engine"
+
+    def __enter__(self) -> "Engine":
+        """Connect before any work is written (Ray: join or start the cluster); a no-op locally."""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any, BaseException | None]]:
         raise NotImplementedError
@@ -116,6 +126,17 @@ class RayEngine(Engine):
             raise ConfigError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}") from None
         self.address, self.jobs, self.num_cpus, self.num_gpus = address, jobs, num_cpus, num_gpus
 
+    def __enter__(self) -> "RayEngine":
+        self._started = self._start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if getattr(self, "_started", False):
+            ray.shutdown()
+            self._started = False
+
     def _start(self) -> bool:
         """Connect (or start a local Ray); True if this call started it and must shut it down."""
         import ray
@@ -141,7 +162,10 @@ class RayEngine(Engine):
     def map(self, fn, items):
         import ray
 
-        started = self._start()
+        if not ray.is_initialized():  # not inside `with engine:`: connect for this call only
+            with self:
+                yield from self.map(fn, items)
+            return
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_ray_call)
         refs: dict = {}
         try:
@@ -158,9 +182,6 @@ class RayEngine(Engine):
             for ref in refs:
                 ray.cancel(ref, force=True)
             raise
-        finally:
-            if started:
-                ray.shutdown()
 
 
 def _ray_call(fn: Callable, item: Any, num_gpus: float) -> Any:
