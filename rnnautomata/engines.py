@@ -146,6 +146,8 @@ class RayEngine(Engine):
         # the workers import this very package (a source checkout too, not only an installed copy)
         package_root = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        if self.address:
+            _check_answers(self.address)
         try:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
@@ -182,6 +184,23 @@ class RayEngine(Engine):
             for ref in refs:
                 ray.cancel(ref, force=True)
             raise
+
+
+def _check_answers(address: str, timeout: float = 5.0) -> None:
+    """A one-line ConfigError at once if nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":
+        return
+    where = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} must look like host:6379 or ray://host:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({err.strerror or err}); "
+                          "start one with `ray start --head` or leave out --address for a local Ray") from None
 
 
 def _ray_call(fn: Callable, item: Any, num_gpus: float) -> Any:

@@ -98,6 +98,17 @@ def test_cli_errors_write_nothing(tmp_path, capsys, monkeypatch):
     assert "rnnautomata[ray]" in err and "\n" not in err and not out.exists()
 
 
+def test_an_address_that_does_not_answer_is_a_one_line_error(tmp_path, capsys):
+    pytest.importorskip("ray")
+    study = tmp_path / "tiny.toml"
+    study.write_text(_toml(tiny_raw()))
+    out = tmp_path / "out"
+    assert main(["sweep", str(study), "--out", str(out), "--grid", "model.hidden_size=4", "--seeds", "0",
+                 "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "127.0.0.1:9" in err and "no Ray cluster answers" in err and "\n" not in err and not out.exists()
+
+
 def test_make_engine_refuses_ray_only_options_locally():
     with pytest.raises(ConfigError, match="--engine ray"):
         make_engine("local", address="127.0.0.1:6379")
