@@ -587,10 +587,14 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
             kwargs = {"vmin": 0.0, "vmax": 1.0} if column.startswith("fraction") else {}
             image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", norm=norm,
                               **({} if norm is not None else kwargs))
-            for i in range(len(ys)):
+            for i, y in enumerate(ys):
                 for j in range(len(xs)):
-                    text = "—" if not np.isfinite(data[i, j]) else f"{data[i, j]:.2g}" if data[i, j] < 100 else f"{data[i, j]:,.0f}"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if np.isfinite(data[i, j]) else "k")
+                    v = data[i, j]
+                    failed = (lookup.get((y, json.dumps(xs[j]))) or {}).get("status") == "failed"
+                    text = ("failed" if failed else "—") if not np.isfinite(v) else f"{v:.2g}" if abs(v) < 100 else f"{v:,.0f}"
+                    r, g, b, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # white text on a dark cell
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if dark else "k")
             ax.set_xticks(range(len(xs)), [_show(x) for x in xs])
             ax.set_yticks(range(len(ys)), [_show(y) for y in ys] if y_key else [""])
             ax.set_xlabel(x_key)
