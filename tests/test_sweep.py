@@ -351,3 +351,28 @@ def test_ray_engine_gives_the_local_engines_summaries(local_ray, swept, tmp_path
     assert [r["summary"]["per_seed"] for r in on_ray["runs"]] == [r["summary"]["per_seed"] for r in local["runs"]]
     assert json.loads((out / "aggregate.json").read_text())["points"] == json.loads(
         (swept[0] / "aggregate.json").read_text())["points"]
+
+
+@pytest.mark.slow
+def test_ray_engine_resumes_a_killed_run(local_ray, swept, tmp_path):
+    """The kill-and-rerun of the local engine's test, finished on Ray: every checkpoint once."""
+    from rnnautomata.engines import RayEngine
+
+    src, local = swept
+    out = tmp_path / "s"
+    shutil.copytree(src, out)
+    on_disk = json.loads((out / "sweep.json").read_text())
+    killed = on_disk["runs"][0]
+    schedule = RunDir(out / killed["dir"]).read_manifest()["schedule"]
+    for s in SEEDS:
+        run = RunDir(out / killed["dir"] / f"seed_{s:04d}")
+        run.checkpoint_path(schedule[-1]).unlink()
+        run.write_manifest(status="running")
+    RunDir(out / killed["dir"]).write_manifest(status="running")
+    killed["status"] = "running"
+    (out / "sweep.json").write_text(json.dumps(on_disk))
+    again = run_sweep(tiny_raw(), GRID, SEEDS, out, engine=RayEngine(), progress=False)
+    assert [r["summary"]["per_seed"] for r in again["runs"]] == [r["summary"]["per_seed"] for r in local["runs"]]
+    for s in SEEDS:
+        run = RunDir(out / killed["dir"] / f"seed_{s:04d}")
+        assert run.steps() == schedule and [m["step"] for m in run.read_metrics()] == schedule
