@@ -592,7 +592,7 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
                     v = data[i, j]
                     failed = (lookup.get((y, json.dumps(xs[j]))) or {}).get("status") == "failed"
                     text = ("failed" if failed else "—") if not np.isfinite(v) else f"{v:.2g}" if abs(v) < 100 else f"{v:,.0f}"
-                    r, g, b, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                    r, g, b, _ = image.cmap(float(np.ravel(np.ma.filled(image.norm(v), 0.0))[0])) if np.isfinite(v) else (1, 1, 1, 1)
                     dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # white text on a dark cell
                     ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if dark else "k")
             ax.set_xticks(range(len(xs)), [_show(x) for x in xs])

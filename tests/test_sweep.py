@@ -376,3 +376,14 @@ def test_ray_engine_resumes_a_killed_run(local_ray, swept, tmp_path):
     for s in SEEDS:
         run = RunDir(out / killed["dir"] / f"seed_{s:04d}")
         assert run.steps() == schedule and [m["step"] for m in run.read_metrics()] == schedule
+
+
+def test_phase_diagram_of_three_axes_draws_one_figure_per_further_value(tmp_path):
+    from rnnautomata.sweep import MEASURES, draw_phase_diagram
+
+    grid = {"a": [1, 2], "b": [0.5, 1.5, 2.5], "c": ["x"]}
+    rows = [{"a": a, "b": b, "c": "x", "status": "complete" if a == 1 else "failed",
+             **{m: (1.0 if a == 1 else None) for m, _, _ in MEASURES}} for a in grid["a"] for b in grid["b"]]
+    written = draw_phase_diagram(rows, grid, tmp_path)
+    assert sorted(p.name for p in written) == ["phase_diagram,c=x.png", "phase_diagram,c=x.svg"]
+    assert all(p.stat().st_size > 1000 for p in written)
