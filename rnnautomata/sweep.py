@@ -417,7 +417,7 @@ def run_sweep(raw: Mapping[str, Any], grid: Mapping[str, list], seeds: Sequence[
 def _read_sweep(root: Path) -> dict | None:
     path = root / "sweep.json"
     if not path.is_file():
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):  # .sweep.lock alone: a kill
             raise ConfigError(f"{root} is not empty and holds no sweep.json; use another --out")
         return None
     try:
