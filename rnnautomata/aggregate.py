@@ -34,6 +34,7 @@ state counts and of the losses against the training step (drawn by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -99,12 +100,14 @@ def _track_all(runs: list[RunDir], progress: bool, engine: Engine) -> list[dict]
         bar = tqdm(total=len(todo), desc=f"track {len(todo)} seeds ×{min(jobs, len(todo))}", unit="seed",
                    file=sys.stderr, dynamic_ncols=True)
     try:
-        for i, dyn, error in engine.map(_track_quietly, [str(runs[k].root) for k in todo]):
-            if error is not None:
-                raise error  # a worker's RnnAutomataError, re-raised here
-            dyns[todo[i]] = dyn
-            if bar is not None:
-                bar.update(1)
+        # closing(): an error raised here stops the engine's other jobs at once, not at garbage collection
+        with contextlib.closing(engine.map(_track_quietly, [str(runs[k].root) for k in todo])) as results:
+            for i, dyn, error in results:
+                if error is not None:
+                    raise error  # a worker's RnnAutomataError, re-raised here
+                dyns[todo[i]] = dyn
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()

@@ -43,6 +43,7 @@ quartiles of the first finite step (over the seeds that became finite), and the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
@@ -453,15 +454,16 @@ def _run_locked(root: Path, identity: dict, runs: list[dict], old: dict | None, 
         bar = tqdm(total=len(todo), desc=f"sweep {len(todo)} runs on {engine.name}", unit="run", file=sys.stderr,
                    dynamic_ncols=True)
     try:
-        for i, result, error in engine.map(_run_job, jobs):
-            entry = entries[todo[i]]
-            if error is None:
-                entry.update(status="complete", error=None, summary=result, elapsed_s=result.pop("elapsed_s"))
-            else:
-                entry.update(status="failed", error=_one_line(error), summary=None)
-            atomic_write_json(root / "sweep.json", sweep)
-            if bar is not None:
-                bar.update(1)
+        with contextlib.closing(engine.map(_run_job, jobs)) as results:  # Ctrl-C anywhere here stops the workers
+            for i, result, error in results:
+                entry = entries[todo[i]]
+                if error is None:
+                    entry.update(status="complete", error=None, summary=result, elapsed_s=result.pop("elapsed_s"))
+                else:
+                    entry.update(status="failed", error=_one_line(error), summary=None)
+                atomic_write_json(root / "sweep.json", sweep)
+                if bar is not None:
+                    bar.update(1)
     except BaseException:
         for entry in entries:
             if entry["status"] == "running":
