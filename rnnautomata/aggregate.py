@@ -34,16 +34,16 @@ state counts and of the losses against the training step (drawn by
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 from rnnautomata.dynamics import DYNAMICS_FORMAT, track
+from rnnautomata.engines import Engine, LocalEngine
 from rnnautomata.errors import CheckpointError
 from rnnautomata.runs import RunDir, atomic_savefig, atomic_write_json
 
@@ -82,40 +82,32 @@ def _current_dynamics(run: RunDir) -> dict | None:
 
 
 def _track_quietly(run_dir: str) -> dict:
-    """track() in a worker process: one torch thread (the workers share the cores), no bars."""
-    import torch
-
-    torch.set_num_threads(1)
+    """track() with no progress bars (an engine's job: many run at once)."""
     return track(run_dir, progress=False)
 
 
-def _track_all(runs: list[RunDir], progress: bool, jobs: int) -> list[dict]:
-    """Every run's dynamics: read where up to date, else tracked, ``jobs`` seeds at a time."""
+def _track_all(runs: list[RunDir], progress: bool, engine: Engine) -> list[dict]:
+    """Every run's dynamics: read where up to date, else tracked by ``engine``, many seeds at once."""
     dyns: list[dict | None] = [_current_dynamics(run) for run in runs]
     todo = [k for k, d in enumerate(dyns) if d is None]
     if not todo:
         return dyns  # type: ignore[return-value]
-    jobs = max(1, min(jobs, len(todo)))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"track {len(todo)} seeds ×{jobs}", unit="seed", file=sys.stderr, dynamic_ncols=True)
+        jobs = getattr(engine, "jobs", None) or os.cpu_count() or 1
+        bar = tqdm(total=len(todo), desc=f"track {len(todo)} seeds ×{min(jobs, len(todo))}", unit="seed",
+                   file=sys.stderr, dynamic_ncols=True)
     try:
-        if jobs == 1:
-            for k in todo:
-                dyns[k] = track(runs[k].root, progress=False)
+        # closing(): an error raised here stops the engine's other jobs at once, not at garbage collection
+        with contextlib.closing(engine.map(_track_quietly, [str(runs[k].root) for k in todo])) as results:
+            for i, dyn, error in results:
+                if error is not None:
+                    raise error  # a worker's RnnAutomataError, re-raised here
+                dyns[todo[i]] = dyn
                 if bar is not None:
                     bar.update(1)
-        else:
-            # spawn, not fork: a forked child of a process that has used torch's thread pool can hang
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = {pool.submit(_track_quietly, str(runs[k].root)): k for k in todo}
-                for future in as_completed(futures):
-                    dyns[futures[future]] = future.result()  # a worker's RnnAutomataError is re-raised here
-                    if bar is not None:
-                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()
@@ -138,7 +130,8 @@ def _verdict_summary(final: list[dict]) -> dict | None:
     }
 
 
-def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None = None) -> dict:
+def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None = None,
+                    engine: Engine | None = None) -> dict:
     """Track every seed run of a multi-seed folder and summarise the spread across seeds.
 
     Parameters
@@ -146,8 +139,10 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
     out_dir : a folder written by :func:`rnnautomata.batched.train_seeds`.
     progress : show a progress bar over the seeds being tracked.
     jobs : seeds tracked at once, each in its own process with one torch thread (default: the
-        number of CPUs). Seeds whose ``dynamics.json`` already covers every checkpoint are read,
-        not tracked again.
+        number of CPUs); shorthand for ``engine=LocalEngine(jobs)``. Seeds whose ``dynamics.json``
+        already covers every checkpoint are read, not tracked again.
+    engine : where the seeds are tracked (:mod:`rnnautomata.engines`, e.g. a ``RayEngine``);
+        overrides ``jobs``.
 
     Returns
     -------
@@ -169,7 +164,7 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
     for seed, run in zip(seeds, runs):
         if not run.steps():
             raise CheckpointError(f"{run.root} (seed {seed}) has no checkpoints; rerun `rnnautomata run` to train it")
-    dyns = _track_all(runs, progress, jobs if jobs is not None else (os.cpu_count() or 1))
+    dyns = _track_all(runs, progress, engine if engine is not None else LocalEngine(jobs))
 
     by_step: dict[int, list[dict]] = {}
     for dyn in dyns:

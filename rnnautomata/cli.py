@@ -1,4 +1,4 @@
-"""Command line: ``rnnautomata run | extract | track | render | report | tasks``.
+"""Command line: ``rnnautomata run | sweep | extract | track | render | report | tasks``.
 
 This is the one module that wires the whole flow together. User errors (bad study, unknown task,
 corrupt checkpoint, diverging run, a bad command-line argument, an output folder that cannot be
@@ -53,6 +53,7 @@ def cmd_run(args) -> int:
 
     study_file = find_study(args.study)
     raw = apply_overrides(resolve_relative_paths(read_toml(study_file), study_file), args.set or [])
+    raw.pop("sweep", None)  # a sweep's study file runs as its one base study
     raw.setdefault("name", study_file.stem)
     check_study_name(raw["name"])
     out = Path(args.out) if args.out else Path("runs") / raw["name"]
@@ -98,6 +99,50 @@ def cmd_run(args) -> int:
         _render_and_report(out)
     print(f"run directory: {out}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from rnnautomata.config import apply_overrides, check_study_name, read_toml
+    from rnnautomata.engines import make_engine
+    from rnnautomata.studies import find_study, resolve_relative_paths
+    from rnnautomata.sweep import parse_grid, parse_seeds, plan_sweep, run_sweep, sweep_table
+
+    study_file = find_study(args.study)
+    raw, grid, seeds = sweep_table(resolve_relative_paths(read_toml(study_file), study_file))
+    raw = apply_overrides(raw, args.set or [])
+    raw.setdefault("name", study_file.stem)
+    check_study_name(raw["name"])
+    if args.grid:
+        grid = parse_grid(args.grid)
+    if args.seeds is not None:
+        seeds = parse_seeds(args.seeds)
+    if seeds is None:
+        raise ConfigError("the sweep has no seeds: give --seeds 0-15 (or seeds in the [sweep] table)")
+    runs = plan_sweep(raw, grid, seeds)  # every grid value checked before anything starts
+    out = Path(args.out) if args.out else Path("runs") / raw["name"]
+    args.out_dir = out
+    _check_out(out)
+    engine = make_engine(args.engine, jobs=args.jobs, address=args.address, gpus_per_run=args.gpus_per_run or 0)
+    device = args.device or ("cuda" if args.gpus_per_run else None)
+    sweep = run_sweep(raw, grid, seeds, out, engine=engine, device=device, render=not args.no_render,
+                      progress=not args.quiet)
+    from rnnautomata.sweep import aggregate_points
+
+    rows = aggregate_points(sweep)
+    keys = list(grid)
+    print(" ".join(f"{k:>18}" for k in keys) + f" {'seeds':>6} {'general.':>8} {'finite':>6} {'1st finite':>10} {'peak':>6} {'min':>5}  status")
+    for row in rows:
+        def f(v, fmt):
+            return "—" if v is None else format(v, fmt)
+        print(" ".join(f"{str(row[k]):>18}" for k in keys) + f" {row['n_done']:>6} {f(row['fraction_generalising'], '.2f'):>8} "
+              f"{f(row['fraction_finite'], '.2f'):>6} {f(row['first_finite_step_median'], ',.0f'):>10} "
+              f"{f(row['peak_states_median'], '.0f'):>6} {f(row['final_states_min_median'], '.0f'):>5}  {row['status']}"
+              + (f": {row['error']}" if row["error"] else ""))
+    failed = [r for r in sweep["runs"] if r["status"] == "failed"]
+    print(f"{len(runs) - len(failed)} of {len(runs)} runs complete" + (f", {len(failed)} failed (rerun to retry)" if failed else ""))
+    print(f"sweep directory: {out} (sweep.json, aggregate.csv, figures/phase_diagram.png"
+          + ("" if args.no_render else ", report.html") + ")")
+    return 0 if not failed else 1
 
 
 def _render_and_report(out: Path) -> None:
@@ -394,6 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--jobs", type=_positive_int, metavar="N", help=_JOBS_HELP)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="a grid of study fields × seeds: every run, then the phase diagram")
+    p.add_argument("study", help="a study TOML file (its [sweep] table gives the grid and seeds) or a shipped study's name")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="a study field and its values, e.g. model.init_gain=0.1,0.3,1.0 (repeat for more axes; "
+                        "replaces the file's [sweep.grid])")
+    p.add_argument("--seeds", metavar="SEEDS", help="every grid point's seeds: 0-15, 0,3,7 or 0-3,8")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): processes on this machine; ray: Ray tasks (pip install 'rnnautomata[ray]')")
+    p.add_argument("--address", help="--engine ray: join the Ray cluster at this address (default: start a local Ray)")
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help="runs at once (default: the number of CPUs)")
+    p.add_argument("--gpus-per-run", type=float, metavar="F",
+                   help="--engine ray: GPUs per run, e.g. 0.25 for four runs a GPU (each capped to its share of memory)")
+    p.add_argument("--out", help="sweep directory (default runs/<study name>); rerunning into it finishes the sweep")
+    p.add_argument("--device", help="every run's device: cpu (default), cuda, cuda:N")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base study")
+    p.add_argument("--no-render", action="store_true", help="skip the runs' and the sweep's HTML pages")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("extract", help="print the machine extracted at a checkpoint")
     p.add_argument("run")

@@ -384,8 +384,9 @@ def _cross_check(study: Study) -> None:
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
-    """Read, override and validate a study TOML file."""
+    """Read, override and validate a study TOML file (a ``[sweep]`` table, rnnautomata.sweep's, is left out)."""
     raw = apply_overrides(read_toml(path), overrides)
+    raw.pop("sweep", None)
     if "name" not in raw:
         raw["name"] = Path(path).stem
     return study_from_dict(raw)

@@ -19,6 +19,7 @@ SMOKE = {
                         "--recipe", "zoo", "--work", "{tmp}"],
     "bench_zoo.py": ["--only", "tomita1", "--work", "{tmp}"],
     "bench_transformer.py": ["--set", "train.epochs=1", "--depth", "4"],
+    "bench_sweep.py": ["--points", "2", "--epochs", "2", "--hidden", "8", "--jobs", "2", "--overhead-runs", "2", "--no-ray"],
 }
 
 
