@@ -218,6 +218,10 @@ def test_tiny_transformer_study_runs_end_to_end(tmp_path, capsys):
     dynamics = json.loads((out / "dynamics.json").read_text())
     assert len(dynamics["checkpoints"]) >= 3
     assert all(c["robust"]["n_states"] >= 1 for c in dynamics["checkpoints"])
+    assert all(0.0 <= c["congruence"] <= 1.0 and 0.0 <= c["robust"]["congruence"] <= 1.0
+               for c in dynamics["checkpoints"])
+    assert main(["steps", str(out)]) == 0
+    assert "congruence" in capsys.readouterr().out
     model, info = load_model(out)
     assert isinstance(model, Transformer) and info["study"].model.transformer.d_model == 8
     assert main(["extract", str(out), "--format", "json", "--quiet"]) == 0
