@@ -31,7 +31,7 @@ from rnnautomata.congruence import congruence
 from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine, fidelity
 from rnnautomata.merge import epsilon_from_states, make_merger
-from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe
+from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe, state_view
 from rnnautomata.runs import RunDir, atomic_write_json, file_digest
 from rnnautomata.train import load_model
 
@@ -147,7 +147,9 @@ def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool
             else:
                 rng = np.random.default_rng((study.seed, 3_000_017))
                 tree = prefix_tree_from_strings(task.sample(rng, study.probe.samples, study.probe.depth), task.n_symbols)
-        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device, lstm_state=study.probe.lstm_state), model))
+        pc = study.probe  # a transformer's state options (docs/transformers.md); the model itself by default
+        model = state_view(model, tree, pc.state, pc.remove_position, pc.metric, device=device)
+        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device, lstm_state=pc.lstm_state), model))
     return out, task
 
 
