@@ -19,6 +19,9 @@ SMOKE = {
                         "--recipe", "zoo", "--work", "{tmp}"],
     "bench_zoo.py": ["--only", "tomita1", "--work", "{tmp}"],
     "bench_transformer.py": ["--set", "train.epochs=1", "--depth", "4"],
+    "bench_transformer_zoo.py": ["--tasks", "tomita1", "--positionals", "none", "--seeds", "0", "--set", "train.epochs=1",
+                                 "--set", "train.early_checkpoints=0", "--set", "probe.depth=4", "--test-length", "12",
+                                 "--strings", "8", "--work", "{tmp}"],
 }
 
 
