@@ -157,7 +157,7 @@ def _render_and_report(out: Path) -> None:
 def _print_dynamics_summary(dyn: dict) -> None:
     ck = dyn["checkpoints"]
     robust = any("robust" in c for c in ck)
-    head = f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'train':>9} {'val':>9}"
+    head = f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'congr':>5} {'train':>9} {'val':>9}"
     print(head + (f" {'robust':>6} {'agree':>6} {'=truth':>6}" if robust else "") + "  acc_by_length")
     stride = max(1, len(ck) // 25)
     shown = set(range(0, len(ck), stride)) | {len(ck) - 1}
@@ -170,11 +170,12 @@ def _print_dynamics_summary(dyn: dict) -> None:
         ner = ""
         if "nerode" in c:
             ner = f"  P/R {c['nerode']['precision'] or 0:.2f}/{c['nerode']['recall'] or 0:.2f}"
+        cg = "" if c.get("congruence") is None else f"{c['congruence']:.2f}"
         rob = ""
         if robust and "robust" in c:
             r = c["robust"]
             rob = f" {r['n_states']:>6} {r['agreement']:>6.4f} {str(r['equivalent_to_truth']):>6}"
-        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {tl:>9} {vl:>9}{rob}  {acc}{ner}")
+        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {cg:>5} {tl:>9} {vl:>9}{rob}  {acc}{ner}")
     print("phases: " + ", ".join(f"{p['name']} {p['start_step']}-{p['end_step']}" for p in dyn["phases"]))
     f = dyn["final"]
     eps = f.get("epsilon_rule", f)
@@ -327,7 +328,7 @@ def cmd_steps(args) -> int:
         m, c = metrics.get(step, {}), states.get(step, {})
         rows.append({"index": i, "step": step, "epoch": m.get("epoch"), "val_acc": m.get("val/acc"),
                      "n_states": c.get("n_states"), "n_states_min": c.get("n_states_min"),
-                     "robust_states": (c.get("robust") or {}).get("n_states")})
+                     "robust_states": (c.get("robust") or {}).get("n_states"), "congruence": c.get("congruence")})
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -335,10 +336,10 @@ def cmd_steps(args) -> int:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    print(f"{'@':>4} {'step':>8} {'epoch':>8} {'val acc':>8} {'ε states':>9} {'minimised':>9} {'ε-free':>7}")
+    print(f"{'@':>4} {'step':>8} {'epoch':>8} {'val acc':>8} {'ε states':>9} {'minimised':>9} {'ε-free':>7} {'congruence':>10}")
     for r in rows:
         print(f"{'@' + str(r['index']):>4} {r['step']:>8} {f(r['epoch'], '.4g'):>8} {f(r['val_acc'], '.4f'):>8} "
-              f"{f(r['n_states'], 'd'):>9} {f(r['n_states_min'], 'd'):>9} {f(r['robust_states'], 'd'):>7}")
+              f"{f(r['n_states'], 'd'):>9} {f(r['n_states_min'], 'd'):>9} {f(r['robust_states'], 'd'):>7} {f(r['congruence'], '.3f'):>10}")
     if not states:
         print(f"(states appear after `rnnautomata track {run.root}`)")
     return 0

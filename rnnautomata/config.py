@@ -128,6 +128,11 @@ class ProbeConfig:
     samples: int = 4096                       # strings of length `depth` when mode = "sample"
     lstm_state: str = "h"                     # LSTM only: probe its output "h" (what the readout sees), its
                                               # cell "c", or both "hc" (docs/guide.md has the evidence for h)
+    # Transformers only (docs/transformers.md, "Which state"): which representation is a prefix's state
+    state: str = "final"                      # "final" (after the final LayerNorm, what the unembedding reads)
+                                              # or "resid_post.<l>" / "resid_mid.<l>" / "resid_pre.<l>" (block l)
+    remove_position: bool = False             # subtract the mean state of the probed prefixes of each length
+    metric: str = "euclidean"                 # "euclidean", or "cosine": merge by direction (unit-length states)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ _CHOICES = {
     "train.loss": ("mse", "cross_entropy"),
     "probe.mode": ("enumerate", "sample"),
     "probe.lstm_state": ("h", "c", "hc"),
+    "probe.metric": ("euclidean", "cosine"),
     "extract.merger": ("leader", "single_linkage", "kmeans"),
     "kind": ("automata",),
 }
@@ -356,9 +362,26 @@ def _check_transformer(study: Study) -> None:
             )
 
 
+def _check_probe_state(study: Study) -> None:
+    """probe.state / remove_position / metric: transformers only, and a block the model has."""
+    p, defaults = study.probe, ProbeConfig()
+    if study.model.arch != "transformer":
+        for name in ("state", "remove_position", "metric"):
+            if getattr(p, name) != getattr(defaults, name):
+                raise ConfigError(f"probe.{name} applies to model.arch = 'transformer' only (model.arch = {study.model.arch!r})")
+        return
+    from rnnautomata.probe import hook_of_state
+
+    try:
+        hook_of_state(p.state, study.model.transformer.n_layers)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _cross_check(study: Study) -> None:
     if study.model.arch == "transformer":
         _check_transformer(study)
+    _check_probe_state(study)
     t = study.task
     if t.train_min_length > t.train_max_length:
         raise ConfigError(

@@ -5,6 +5,9 @@ trajectory, extracts a machine per checkpoint, and records how the machine chang
 
 - ``n_states`` (merged states) and ``n_states_min`` (after minimisation) side by side;
 - ``finite``: every transition of the extracted machine closes inside the probed tree;
+- ``congruence``: the fraction of (state, symbol) pairs whose in-tree children all lie in one
+  state (:mod:`rnnautomata.congruence`); 1 for a recurrent map's exact partition, not forced for a
+  transformer;
 - ``successor``: for each state of the previous checkpoint, the state its prefixes mostly moved
   to, and ``merged``: groups of previous states that became one;
 - the network's behaviour (train/val loss, accuracy on long strings) beside it, so finiteness and
@@ -24,10 +27,11 @@ from typing import Sequence
 import numpy as np
 
 from rnnautomata.config import study_from_dict, read_toml
+from rnnautomata.congruence import congruence
 from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine, fidelity
 from rnnautomata.merge import epsilon_from_states, make_merger
-from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe
+from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe, state_view
 from rnnautomata.runs import RunDir, atomic_write_json, file_digest
 from rnnautomata.train import load_model
 
@@ -143,7 +147,9 @@ def _probe_all(run: RunDir, steps: list[int], study, device: str, progress: bool
             else:
                 rng = np.random.default_rng((study.seed, 3_000_017))
                 tree = prefix_tree_from_strings(task.sample(rng, study.probe.samples, study.probe.depth), task.n_symbols)
-        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device, lstm_state=study.probe.lstm_state), model))
+        pc = study.probe  # a transformer's state options (docs/transformers.md); the model itself by default
+        model = state_view(model, tree, pc.state, pc.remove_position, pc.metric, device=device)
+        out.append(_Probed(step, info["epoch"], probe(model, tree, device=device, lstm_state=pc.lstm_state), model))
     return out, task
 
 
@@ -223,6 +229,7 @@ def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool,
             "agreement": float(r.agreement), "witness": word(r.witness), "rounds": int(r.rounds),
             "threshold": float(r.threshold), "depth": int(depth),
             "equivalent_to_truth": bool(same), "counterexample": word(cex),
+            "congruence": float(congruence(r.probe_result.tree, r.extraction.labels).fraction),
         }
         entries.append(entry)
         if write:
@@ -365,6 +372,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
             "n_states": int(ext.n_states),
             "n_states_min": int(minimal.n_states),
             "finite": bool(ext.finite),
+            "congruence": float(congruence(p.result.tree, ext.labels).fraction),
             "train_loss": m.get("train/loss"),
             "val_loss": m.get("val/loss"),
             "acc_by_length": acc,

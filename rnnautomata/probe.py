@@ -20,12 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rnnautomata.models.base import is_recurrent
+from rnnautomata.models.base import SequenceModel, is_recurrent
 
-__all__ = ["LSTM_STATES", "PrefixTree", "ProbeResult", "leaf_below", "prefix_tree", "prefix_tree_from_strings", "probe", "state_columns"]
+__all__ = ["LSTM_STATES", "METRICS", "PrefixTree", "ProbeResult", "StateView", "hook_of_state", "leaf_below",
+           "prefix_tree", "prefix_tree_from_strings", "probe", "state_columns", "state_view"]
 
 #: which part of an LSTM's state the probe returns: its output h (the default), its cell c, or both
 LSTM_STATES = ("h", "c", "hc")
+#: how states are compared when merged: as they are, or by direction (each scaled to unit length)
+METRICS = ("euclidean", "cosine")
+#: residual-stream hooks a transformer's probed state may be read from, besides "final"
+_RESIDUAL_HOOKS = ("resid_pre", "resid_mid", "resid_post")
 
 
 def state_columns(model, lstm_state: str = "h") -> slice:
@@ -316,6 +321,7 @@ def _probe_one_pass(model, tree: PrefixTree, device, batch_size: int) -> tuple[t
     below = leaf_below(tree)  # (N,)
     matrix = tree.symbols_matrix()  # (N, max_depth)
     leaves = np.unique(below)  # (L,)
+    viewed = isinstance(model, StateView)  # states from a hook, outputs from the model's logits
     states = outputs = None
     for length in np.unique(tree.depth[leaves]):
         group = leaves[tree.depth[leaves] == length]  # leaves of this length
@@ -323,7 +329,10 @@ def _probe_one_pass(model, tree: PrefixTree, device, batch_size: int) -> tuple[t
         for start in range(0, len(group), rows):
             chunk = group[start : start + rows]  # (b,)
             symbols = torch.as_tensor(matrix[chunk, :length], device=device)  # (b, length)
-            prefix = model.prefix_states(symbols)  # (b, length + 1, S)
+            if viewed:
+                prefix, logits = model.states_and_logits(symbols)  # (b, length + 1, S), (b, length + 1, O)
+            else:
+                prefix = model.prefix_states(symbols)  # (b, length + 1, S)
             if states is None:
                 states = torch.empty(tree.n_nodes, prefix.shape[-1], dtype=torch.float32)  # (N, S)
                 outputs = torch.empty(tree.n_nodes, dtype=torch.int64)  # (N,)
@@ -332,5 +341,112 @@ def _probe_one_pass(model, tree: PrefixTree, device, batch_size: int) -> tuple[t
             pos = torch.as_tensor(tree.depth[nodes], device=device)  # (n,)
             picked = prefix[row, pos]  # (n, S)
             states[nodes] = picked.float().cpu()
-            outputs[nodes] = model.readout(picked).argmax(-1).cpu()  # (n,)
+            out = logits[row, pos] if viewed else model.readout(picked)  # (n, O)
+            outputs[nodes] = out.argmax(-1).cpu()  # (n,)
     return states, outputs
+
+
+def hook_of_state(state: str, n_layers: int) -> str:
+    """The transformer hook point that ``probe.state`` names.
+
+    ``"final"`` is ``ln_final.hook_normalized`` (what the unembedding reads, the default);
+    ``"resid_post.{l}"`` (also ``resid_pre`` / ``resid_mid``) is ``blocks.{l}.hook_resid_post``,
+    the residual stream of block l (0-based) before any final LayerNorm.
+
+    Raises
+    ------
+    ValueError
+        If `state` is not one of these forms or names a block the model does not have.
+    """
+    if state == "final":
+        return "ln_final.hook_normalized"
+    kind, _, layer = state.partition(".")
+    if kind not in _RESIDUAL_HOOKS or not layer.isdigit():
+        raise ValueError(f"probe.state = {state!r} is not allowed; choose final or "
+                         f"{' / '.join(_RESIDUAL_HOOKS)}.<layer>, e.g. resid_post.0")
+    if int(layer) >= n_layers:
+        raise ValueError(f"probe.state = {state!r} names block {int(layer)} but the model has {n_layers} "
+                         f"(blocks 0..{n_layers - 1}, model.transformer.n_layers = {n_layers})")
+    return f"blocks.{int(layer)}.hook_{kind}"
+
+
+class StateView(SequenceModel):
+    """A causal model whose probed state is another representation; its outputs are unchanged.
+
+    ``prefix_states`` gives the tensor at hook point `hook` (via ``run_with_cache``), minus
+    `position_mean[t]` at position t (positions beyond the table use its last row), scaled to unit
+    length when `unit`; ``prefix_outputs`` (and so ``forward``, the network's outputs that
+    extraction votes with and checks against) is the wrapped model's own. :func:`probe` reads the
+    view's states and the model's output classes from one pass (``states_and_logits``).
+
+    Parameters
+    ----------
+    model : a causal model with ``run_with_cache`` (models/transformer.py).
+    hook : hook point name, e.g. ``"blocks.0.hook_resid_post"``.
+    position_mean : (L + 1, S) tensor or None: subtracted at positions 0..L.
+    unit : divide every state by its Euclidean norm (merging by direction).
+    """
+
+    def __init__(self, model, hook: str = "ln_final.hook_normalized", position_mean: torch.Tensor | None = None,
+                 unit: bool = False) -> None:
+        super().__init__()
+        self.model, self.hook, self.unit = model, hook, unit
+        self.position_mean = position_mean
+        self.n_symbols, self.n_outputs, self.state_size = model.n_symbols, model.n_outputs, model.state_size
+        self.arch = getattr(model, "arch", None)
+
+    def _view(self, states: torch.Tensor) -> torch.Tensor:
+        if self.position_mean is not None:
+            mean = self.position_mean.to(states)  # (L + 1, S)
+            rows = torch.arange(states.shape[1], device=states.device).clamp(max=len(mean) - 1)  # (P,)
+            states = states - mean[rows]  # (B, P, S)
+        if self.unit:
+            states = states / states.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, P, S)
+        return states
+
+    def states_and_logits(self, symbols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The viewed states (B, T + 1, S) and the model's logits (B, T + 1, O), from one pass."""
+        logits, cache = self.model.run_with_cache(symbols)  # (B, P, O), {name: tensor}
+        return self._view(cache[self.hook]), logits
+
+    def prefix_states(self, symbols: torch.Tensor) -> torch.Tensor:
+        return self.states_and_logits(symbols)[0]  # (B, T + 1, S)
+
+    def prefix_outputs(self, symbols: torch.Tensor) -> torch.Tensor:
+        return self.model.prefix_outputs(symbols)  # (B, T + 1, O)
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        raise TypeError("a StateView's states are not the model's readout input; use prefix_outputs")
+
+
+def state_view(model, tree: PrefixTree, state: str = "final", remove_position: bool = False,
+               metric: str = "euclidean", device: str | torch.device = "cpu"):
+    """`model` seen through the probe options of docs/transformers.md ("Which state").
+
+    - `state`: the hook read (:func:`hook_of_state`);
+    - `remove_position`: subtract from each state the mean state of the prefixes of its length in
+      `tree` (strings longer than the tree's deepest level use that level's mean; the empty prefix,
+      alone at length 0, becomes the zero vector);
+    - `metric = "cosine"`: scale every state (after removing position) to unit length, so that
+      Euclidean ε and nearest-neighbour merging compare directions (‖u − v‖² = 2 − 2 cos).
+
+    Returns `model` itself for the defaults (every model, recurrent ones included), else a
+    :class:`StateView` (transformers only: the model needs ``run_with_cache``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric or state, or options on a model without ``run_with_cache``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"probe.metric = {metric!r} is not allowed; choose one of: {', '.join(METRICS)}")
+    if state == "final" and not remove_position and metric == "euclidean":
+        return model
+    if not callable(getattr(model, "run_with_cache", None)):
+        raise ValueError("probe.state, probe.remove_position and probe.metric apply to transformers only")
+    hook = hook_of_state(state, len(model.blocks))
+    mean = None
+    if remove_position:
+        raw = probe(StateView(model, hook), tree, device=device).states  # (N, S)
+        mean = torch.stack([torch.as_tensor(raw[tree.level(d)]).mean(0) for d in range(tree.max_depth + 1)])  # (D + 1, S)
+    return StateView(model, hook, mean, unit=metric == "cosine")

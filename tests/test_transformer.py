@@ -218,6 +218,10 @@ def test_tiny_transformer_study_runs_end_to_end(tmp_path, capsys):
     dynamics = json.loads((out / "dynamics.json").read_text())
     assert len(dynamics["checkpoints"]) >= 3
     assert all(c["robust"]["n_states"] >= 1 for c in dynamics["checkpoints"])
+    assert all(0.0 <= c["congruence"] <= 1.0 and 0.0 <= c["robust"]["congruence"] <= 1.0
+               for c in dynamics["checkpoints"])
+    assert main(["steps", str(out)]) == 0
+    assert "congruence" in capsys.readouterr().out
     model, info = load_model(out)
     assert isinstance(model, Transformer) and info["study"].model.transformer.d_model == 8
     assert main(["extract", str(out), "--format", "json", "--quiet"]) == 0
@@ -235,3 +239,127 @@ def test_lstar_learns_the_hand_set_first_symbol_transformer():
                            oracle_params={"walks_per_state": 20, "walk_len": 8}, max_seconds=30)
     same, counterexample = result.machine.equivalent(task.machine)
     assert same, counterexample
+
+
+# --- which state (probe.state, probe.remove_position, probe.metric) ---------------------------
+
+class _HandStates(torch.nn.Module):
+    """A causal "model" with hand-built states: at position p (token BOS, 0 or 1),
+    final = (p + 1) · onehot(token) (direction = last token, length grows with p) and
+    blocks.0.hook_resid_post = onehot(token) + 10 p · e3 (last token plus a position code)."""
+
+    n_symbols, n_outputs, state_size, arch = 2, 2, 4, "transformer"
+    blocks = [None]
+
+    def _states(self, symbols):
+        B, T = symbols.shape
+        tokens = torch.cat([torch.full((B, 1), 2), symbols], dim=1)  # (B, P)
+        onehot = torch.nn.functional.one_hot(tokens, 4).float()  # (B, P, 4)
+        p = torch.arange(T + 1).float()[None, :, None]  # (1, P, 1)
+        code = torch.zeros(4)
+        code[3] = 10.0
+        return {"ln_final.hook_normalized": (p + 1) * onehot, "blocks.0.hook_resid_post": onehot + p * code}
+
+    def run_with_cache(self, symbols):
+        cache = self._states(symbols)
+        return self.readout(cache["ln_final.hook_normalized"]), cache
+
+    def prefix_states(self, symbols):
+        return self._states(symbols)["ln_final.hook_normalized"]  # (B, P, 4)
+
+    def readout(self, states):
+        return states[..., :2]  # (..., 2): "1" after a 1, else "0"
+
+    def prefix_outputs(self, symbols):
+        return self.readout(self.prefix_states(symbols))  # (B, P, 2)
+
+    def forward(self, symbols):
+        return self.prefix_outputs(symbols)[:, 1:]
+
+
+def _distinct(states):
+    return len(np.unique(states.round(5), axis=0))
+
+
+def test_hook_of_state_names_and_errors():
+    from rnnautomata.probe import hook_of_state
+
+    assert hook_of_state("final", 2) == "ln_final.hook_normalized"
+    assert hook_of_state("resid_post.1", 2) == "blocks.1.hook_resid_post"
+    assert hook_of_state("resid_mid.0", 2) == "blocks.0.hook_resid_mid"
+    with pytest.raises(ValueError, match="names block 2 but the model has 2"):
+        hook_of_state("resid_post.2", 2)
+    with pytest.raises(ValueError, match="not allowed"):
+        hook_of_state("attn.0", 2)
+
+
+def test_state_view_reads_a_layer_and_keeps_the_model_outputs():
+    from rnnautomata.probe import state_view
+
+    model = _random("rope")
+    tree = prefix_tree(2, 5)
+    assert state_view(model, tree) is model  # defaults: the model itself
+    view = state_view(model, tree, state="resid_post.0")
+    pr, plain = probe(view, tree), probe(model, tree)
+    np.testing.assert_array_equal(pr.outputs, plain.outputs)
+    for node in (0, 3, 40, tree.n_nodes - 1):
+        x = torch.tensor([tree.string(node)], dtype=torch.long).reshape(1, -1)
+        _, cache = model.run_with_cache(x)
+        np.testing.assert_allclose(pr.states[node], cache["blocks.0.hook_resid_post"][0, -1].numpy(), atol=1e-5)
+
+
+def test_remove_position_and_cosine_on_hand_built_states():
+    from rnnautomata.probe import state_view
+
+    model, tree = _HandStates(), prefix_tree(2, 6)
+    # final: (p + 1) · onehot(last token): 2 per length + the root; by direction: 3 (BOS, 0, 1)
+    assert _distinct(probe(state_view(model, tree), tree).states) == 2 * 6 + 1
+    assert _distinct(probe(state_view(model, tree, metric="cosine"), tree).states) == 3
+    # resid_post.0: onehot(last token) + a position code: 2 per length; minus each length's mean
+    # (0.5 (e0 + e1) + the code) only the last token is left: ±0.5 (e0 - e1), and the root -> 0
+    raw = probe(state_view(model, tree, state="resid_post.0"), tree).states
+    assert _distinct(raw) == 2 * 6 + 1
+    centred = probe(state_view(model, tree, state="resid_post.0", remove_position=True), tree).states
+    assert _distinct(centred) == 3
+    np.testing.assert_allclose(centred[0], 0.0)
+    np.testing.assert_allclose(centred[1], [0.5, -0.5, 0, 0])  # "0"
+    # the extraction sees the view's states and the model's outputs: the last-symbol machine
+    from rnnautomata.extract import extract_machine
+    from rnnautomata.merge import make_merger
+
+    pr = probe(state_view(model, tree, metric="cosine"), tree)
+    ext = extract_machine(pr, make_merger("leader", epsilon=0.1).fit(pr.states).labels_, ("0", "1"), ("0", "1"))
+    assert ext.machine.minimize().n_states == 2 and ext.finite
+
+
+@pytest.mark.parametrize("probe_section,message", [
+    ({"state": "resid_post.1"}, "probe.state = 'resid_post.1' names block 1 but the model has 1"),
+    ({"state": "embed"}, "probe.state = 'embed' is not allowed"),
+    ({"metric": "manhattan"}, "probe.metric = 'manhattan' is not allowed"),
+])
+def test_bad_state_options_are_one_line_errors(probe_section, message):
+    raw = _raw({"n_layers": 1})
+    raw["probe"] = {"depth": 4, **probe_section}
+    with pytest.raises(ConfigError) as err:
+        study_from_dict(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_state_options_refuse_a_recurrent_model():
+    with pytest.raises(ConfigError, match="probe.remove_position applies to model.arch = 'transformer' only"):
+        study_from_dict(tiny_raw(probe={"remove_position": True}))
+
+
+def test_track_with_state_options(tmp_path):
+    """A tiny run tracked with a layer's residual stream, position removed, by direction."""
+    from rnnautomata.dynamics import track
+    from rnnautomata.train import train
+
+    raw = _raw({"n_layers": 2, "d_model": 8, "n_heads": 2, "positional": "learned", "max_length": 24})
+    raw["task"].update(name="tomita1", target="all", train_max_length=5)
+    raw["train"].update(optimizer="adam", lr=0.02, loss="cross_entropy", epochs=2, batch_size=16)
+    raw["probe"] = {"depth": 4, "state": "resid_post.0", "remove_position": True, "metric": "cosine"}
+    study = study_from_dict(raw)
+    train(study, tmp_path / "r", progress=False)
+    dyn = track(tmp_path / "r", progress=False)
+    assert all(c["robust"]["n_states"] >= 1 and 0 <= c["congruence"] <= 1 for c in dyn["checkpoints"])

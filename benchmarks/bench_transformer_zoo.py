@@ -1,0 +1,155 @@
+"""The transformer study table: task × positional encoding × seeds → states, finiteness, congruence,
+length generalisation, and the ε-free machine against the truth.
+
+Run: python benchmarks/bench_transformer_zoo.py [--tasks tomita1 ...] [--positionals none rope ...]
+         [--seeds 0 1 2] [--set train.epochs=40] [--jobs 2] [--json runs/transformer_zoo.json]
+
+For every combination: train `tasks/<task>_transformer.toml` with `model.transformer.positional`
+and `seed` overridden (and `--set`), track its checkpoints (rnnautomata.dynamics.track), and score
+the final checkpoint:
+
+- the ε rule's final machine: merged states, minimised states, finite, congruence
+  (rnnautomata.congruence);
+- the ε-free machine: states, congruence, equivalent to the task's machine or the shortest
+  counterexample;
+- the length-generalisation protocol of Delétang et al. (2022), scaled down: training sees every
+  string of length 1..L (L = task.train_max_length, 10 in the shipped files); the network reads
+  `--strings` random strings of `--test-length` symbols, and the accuracy of its output after every
+  symbol is averaged over positions 1..L ("in") and L+1..test-length ("beyond"). (Delétang et al.:
+  train 1-40, score lengths 41-500.)
+
+One row per (task, positional) aggregates the seeds: per-seed values joined by "/", accuracies as
+the mean over seeds. Each run uses one torch thread; `--jobs` runs that many at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["streaming_parity", "mod3_counting", "tomita1", "tomita2", "tomita4", "tomita7"]
+POSITIONALS = ["none", "learned", "sinusoidal", "rope"]
+
+
+def run_one(task: str, positional: str, seed: int, overrides: list[str], work: str, test_length: int,
+            n_strings: int) -> dict:
+    """Train, track and score one (task, positional, seed); returns one row of the table."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rnnautomata.config import load_study
+    from rnnautomata.dynamics import track
+    from rnnautomata.extract import network_outputs
+    from rnnautomata.train import load_model, train
+
+    sets = [f'model.transformer.positional="{positional}"', f"seed={seed}", *overrides]
+    if positional == "learned":
+        sets.append(f"model.transformer.max_length={max(64, test_length)}")
+    study = load_study(ROOT / "tasks" / f"{task}_transformer.toml", sets)
+    out = Path(work) / f"{task}_{positional}_{seed}"
+    t0 = time.perf_counter()
+    train(study, out, progress=False)
+    dyn = track(out, progress=False)
+    seconds = time.perf_counter() - t0
+    model, info = load_model(out)
+    truth = info["task"].machine
+    rng = np.random.default_rng((seed, 7_000_003))
+    symbols = rng.integers(0, truth.n_symbols, size=(n_strings, test_length))  # (B, T)
+    correct = network_outputs(model, symbols) == truth.output_sequence(symbols)  # (B, T) after each symbol
+    L = study.task.train_max_length
+    last, final = dyn["checkpoints"][-1], dyn["final"]
+    return {
+        "task": task, "positional": positional, "seed": seed, "seconds": seconds,
+        "train_loss": last["train_loss"], "epsilon_states": last["n_states"], "epsilon_states_min": last["n_states_min"],
+        "finite": last["finite"], "congruence": last["congruence"],
+        "robust_states": last["robust"]["n_states"], "robust_congruence": last["robust"]["congruence"],
+        "robust_finite": last["robust"]["finite"], "agreement": last["robust"]["agreement"],
+        "equivalent": final["equivalent_to_truth"], "counterexample": final["counterexample"],
+        "first_equivalent_step": (dyn.get("verdicts") or {}).get("first_equivalent_step"),
+        "acc_in": float(correct[:, :L].mean()), "acc_beyond": float(correct[:, L:].mean()),
+        "train_max_length": L, "test_length": test_length,
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per (task, positional): per-seed values joined, accuracies averaged."""
+    out = []
+    keys = sorted({(r["task"], r["positional"]) for r in rows}, key=lambda k: (TASKS.index(k[0]) if k[0] in TASKS else 99,
+                                                                              POSITIONALS.index(k[1])))
+    for task, pos in keys:
+        rs = sorted((r for r in rows if r["task"] == task and r["positional"] == pos), key=lambda r: r["seed"])
+
+        def join(key, fmt="{}"):
+            return "/".join(fmt.format(r[key]) for r in rs)
+
+        cex = [r["counterexample"] for r in rs if not r["equivalent"]]
+        out.append({
+            "task": task, "positional": pos, "seeds": len(rs),
+            "states": join("epsilon_states"), "min": join("epsilon_states_min"),
+            "finite": sum(r["finite"] for r in rs), "congruence": join("congruence", "{:.2f}"),
+            "robust": join("robust_states"), "robust_congruence": join("robust_congruence", "{:.2f}"),
+            "acc_in": float(np.mean([r["acc_in"] for r in rs])), "acc_beyond": float(np.mean([r["acc_beyond"] for r in rs])),
+            "equivalent": sum(r["equivalent"] for r in rs),
+            "shortest_counterexample": min(cex, key=lambda w: (len(w), w)) if cex else None,
+        })
+    return out
+
+
+def print_table(summary: list[dict]) -> None:
+    print("| task | positional | seeds | ε states → min | finite | congruence (ε) | ε-free states | congruence (ε-free) "
+          "| acc. in (1–L) | acc. beyond | ε-free = truth | shortest counterexample |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        cex = "—" if s["shortest_counterexample"] is None else f"`{s['shortest_counterexample'] or 'ε'}`"
+        print(f"| {s['task']} | {s['positional']} | {s['seeds']} | {s['states']} → {s['min']} | {s['finite']}/{s['seeds']} "
+              f"| {s['congruence']} | {s['robust']} | {s['robust_congruence']} | {s['acc_in']:.3f} | {s['acc_beyond']:.3f} "
+              f"| {s['equivalent']}/{s['seeds']} | {cex} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    parser.add_argument("--positionals", nargs="+", default=POSITIONALS, choices=POSITIONALS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], help="study override for every run, e.g. train.epochs=40")
+    parser.add_argument("--test-length", type=int, default=50, help="length of the scored strings")
+    parser.add_argument("--strings", type=int, default=256, help="scored strings per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (each on one torch thread)")
+    parser.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
+    parser.add_argument("--json", default=None, help="also write every run's row here")
+    args = parser.parse_args()
+    combos = [(t, p, s) for t in args.tasks for p in args.positionals for s in args.seeds]
+    print(f"load average {os.getloadavg()[0]:.2f}; {len(combos)} runs, {args.jobs} at once; overrides {args.set}")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or tmp
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_one, t, p, s, args.set, work, args.test_length, args.strings) for t, p, s in combos]
+            rows = []
+            for f in futures:
+                r = f.result()
+                rows.append(r)
+                print(f"  {r['task']:>16} {r['positional']:>10} seed {r['seed']}: {r['seconds']:.1f} s, ε-free "
+                      f"{r['robust_states']} states, = truth {r['equivalent']}, acc in {r['acc_in']:.3f} "
+                      f"beyond {r['acc_beyond']:.3f}", flush=True)
+    summary = summarise(rows)
+    print_table(summary)
+    print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary, "overrides": args.set}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
