@@ -19,7 +19,7 @@ else:  # pragma: no cover
 
 from rnnautomata.errors import ConfigError
 from rnnautomata.icl.classification import (AttentionMLP, ItemClassification, accuracy, classification_loss,
-                                            icl_level, summarise)
+                                            fit_threshold, icl_level, summarise)
 from rnnautomata.icl.config import study_to_toml
 from rnnautomata.icl.grokking import jump_step
 from rnnautomata.icl.study import load_study, run_study, track_run
@@ -122,6 +122,15 @@ def test_t_icl_is_the_first_step_that_stays_above_half_way():
     s = summarise(study, rec, jump_step)
     assert icl_level(2) == 0.75 and s["t_icl"] == 30 and s["t_iwl"] is None
     assert s["peak_icl"] == {"acc": 0.95, "step": 40} and not s["icl_transient"]
+
+
+def test_threshold_fit_recovers_a_known_midpoint():
+    k = np.array([64, 128, 256, 512, 1024, 2048] * 2)
+    acc = 0.5 + 0.5 / (1 + np.exp(-(np.log(k) - np.log(300.0)) / 0.4))
+    k_star, width = fit_threshold(k, acc)
+    assert k_star == pytest.approx(300.0, rel=1e-3) and width == pytest.approx(0.4, rel=1e-3)
+    with pytest.raises(ValueError, match="straddle"):
+        fit_threshold(k, np.full(12, 0.5))
 
 
 @pytest.mark.parametrize("raw, match", [
