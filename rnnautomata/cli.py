@@ -19,8 +19,8 @@ from rnnautomata.errors import CheckpointError, ConfigError, RnnAutomataError
 
 __all__ = ["main", "build_parser"]
 
-STUDY_KINDS = ("automata", "icl", "grokking")
-_ICL_KINDS = ("icl", "grokking")  # handled by rnnautomata.icl.study
+STUDY_KINDS = ("automata", "icl", "grokking", "icl_classification")
+_ICL_KINDS = ("icl", "grokking", "icl_classification")  # handled by rnnautomata.icl.study
 
 
 def _kind_of(raw: dict, path: str) -> str:

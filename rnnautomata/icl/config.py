@@ -1,4 +1,5 @@
-"""Studies of kind "icl" (linear attention on in-context regression) and "grokking" (modular addition).
+"""Studies of kind "icl" (linear attention on in-context regression), "grokking" (modular addition) and
+"icl_classification" (Nguyen & Reddy's in-context classification, rnnautomata.icl.classification).
 
 Frozen dataclasses, filled from a raw TOML dict and validated once; every problem is a ConfigError
 whose one line names the field and what is allowed. See tasks/icl_linear_*.toml and
@@ -18,6 +19,7 @@ from rnnautomata.fields import build_section
 __all__ = [
     "ICLData", "ICLModel", "ICLTrain", "Measures", "ICLStudy",
     "GrokData", "GrokModel", "GrokTrain", "GrokkingStudy",
+    "ClsData", "ClsModel", "ClsTrain", "ICLClassificationStudy",
     "study_from_dict", "study_to_toml",
 ]
 
@@ -102,8 +104,46 @@ class GrokkingStudy:
     measures: Measures = field(default_factory=lambda: Measures(top_k=8))
 
 
+@dataclass(frozen=True)
+class ClsData:
+    x_dim: int = 63                     # D, item dimension; items μ_k ~ N(0, I/D)
+    n_items: int = 1024                 # K, trained items (task diversity); each has a fixed label
+    n_labels: int = 2                   # L, labels (balanced over the K items, shuffled)
+    n_context: int = 100                # N, labelled context items before the query (N + 1 tokens)
+    noise: float = 0.1                  # ε: a token's item is (μ + ε η) / √(1 + ε²), η ~ N(0, I/D)
+    p_bursty: float = 1.0               # share of training sequences whose query item is in the context
+    n_test: int = 1000                  # sequences in each fixed test set (ICL: novel items; IWL: trained)
+
+
+@dataclass(frozen=True)
+class ClsModel:
+    mlp_width: int = 512                # hidden units of the 3-layer ReLU MLP
+    layer_norm: bool = True             # LayerNorm on the (D + L)-dimensional input tokens
+
+
+@dataclass(frozen=True)
+class ClsTrain:
+    lr: float = 0.01                    # SGD learning rate (no momentum)
+    batch_size: int = 128               # sequences per SGD step, freshly sampled every step
+    weight_decay: float = 0.0           # on attention and LayerNorm only (the paper: 1e-10; 3e-3 for transience)
+    epochs: int = 20000                 # SGD steps (named as in the other studies)
+    eval_every: int = 250               # steps between metric records (acc/icl, acc/iwl)
+    checkpoint_every: int = 1000        # steps between checkpoints
+    seed: int = 0                       # seeds the items, labels, test sets, batches and init
+
+
+@dataclass(frozen=True)
+class ICLClassificationStudy:
+    kind: str = "icl_classification"
+    name: str = "icl_classification"
+    data: ClsData = field(default_factory=ClsData)
+    model: ClsModel = field(default_factory=ClsModel)
+    train: ClsTrain = field(default_factory=ClsTrain)
+    measures: Measures = field(default_factory=Measures)   # unused; kept so every study has the same sections
+
+
 _CHOICES = {"model.parametrization": ("merged", "separate")}
-_NONNEGATIVE = {"data.noise_std", "train.weight_decay", "train.seed"}
+_NONNEGATIVE = {"data.noise_std", "train.weight_decay", "train.seed", "data.noise", "data.p_bursty"}
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -117,7 +157,7 @@ def _check_value(key: str, value: Any) -> None:
             raise ConfigError(f"{key} must be positive (got {value!r})")
 
 
-_KINDS = {"icl": ICLStudy, "grokking": GrokkingStudy}
+_KINDS = {"icl": ICLStudy, "grokking": GrokkingStudy, "icl_classification": ICLClassificationStudy}
 _SECTIONS = ("data", "model", "train", "measures")
 
 
@@ -159,6 +199,15 @@ def _cross_check(study: ICLStudy | GrokkingStudy) -> None:
             raise ConfigError(f"data.n_context ({d.n_context}) must exceed data.x_dim + 1 ({d.x_dim + 1}) for the least-squares baseline")
         if d.whiten_tasks and d.n_train <= d.x_dim:
             raise ConfigError(f"data.n_train must exceed data.x_dim to whiten tasks (got {d.n_train})")
+    elif isinstance(study, ICLClassificationStudy):
+        d = study.data
+        if d.p_bursty > 1:
+            raise ConfigError(f"data.p_bursty must be in [0, 1] (got {d.p_bursty})")
+        if d.n_labels < 2:
+            raise ConfigError(f"data.n_labels must be at least 2 (got {d.n_labels})")
+        if d.n_items <= d.n_context:
+            raise ConfigError(f"data.n_items ({d.n_items}) must exceed data.n_context ({d.n_context}): the IWL "
+                              "test fills the context with distinct trained items other than the query's")
     else:
         if study.data.train_fraction >= 1:
             raise ConfigError(f"data.train_fraction must be in (0, 1) (got {study.data.train_fraction})")

@@ -27,7 +27,7 @@ else:  # pragma: no cover
 from rnnautomata.data.icl import InContextRegression, make_covariance
 from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
 from rnnautomata.icl import algorithms, figures, measures, theory
-from rnnautomata.icl.config import GrokkingStudy, ICLStudy, study_from_dict, study_to_toml
+from rnnautomata.icl.config import GrokkingStudy, ICLClassificationStudy, ICLStudy, study_from_dict, study_to_toml
 from rnnautomata.models.linear_attention import LinearAttention, token_moments
 from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from rnnautomata.train import optimizer_tensors, restore_optimizer
@@ -141,6 +141,10 @@ def run_study(study: ICLStudy | GrokkingStudy, out_dir: Path, device: str = "cpu
             from rnnautomata.icl import grokking
 
             return grokking.run_grokking(study, Path(out_dir), device, progress)
+        if isinstance(study, ICLClassificationStudy):
+            from rnnautomata.icl import classification
+
+            return classification.run_classification(study, Path(out_dir), device, progress)
         return _run_icl(study, Path(out_dir), device, progress)
 
 
@@ -153,6 +157,10 @@ def track_run(out_dir: Path) -> dict:
         from rnnautomata.icl import grokking
 
         return grokking.track_grokking(study, run)
+    if isinstance(study, ICLClassificationStudy):
+        from rnnautomata.icl import classification
+
+        return classification.track_classification(study, run)
     return _track_icl(study, run)
 
 

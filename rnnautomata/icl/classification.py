@@ -1,0 +1,312 @@
+"""In-context vs in-weights classification (Nguyen & Reddy 2024, arXiv 2412.00104), re-implemented.
+
+The task. K items μ_k ~ N(0, I/D), each with a fixed label ℓ_k ∈ {0..L−1} (balanced, shuffled).
+A sequence is N context tokens and a query token; a token is x ⊕ onehot(ℓ) with
+x = (μ + ε η) / √(1 + ε²), η ~ N(0, I/D) fresh per token, and the query's label part zeroed.
+The target is the query's label.
+
+- training sequence: N + 1 items drawn uniformly with replacement from the K items, the last being
+  the query. With probability ``p_bursty`` (1 in the paper) the sequence is *bursty*: if the query's
+  item does not occur among the N context items, the query is replaced by a uniformly chosen context
+  item, so the answer is always in the context — and also always in the weights.
+- ICL test (``acc/icl``): N fresh items ~ N(0, I/D) with fresh uniform labels, the query a copy of
+  one of them (new noise). Only reading the label off the context solves it.
+- IWL test (``acc/iwl``): N + 1 *distinct* trained items with their trained labels, the query the
+  last; its item is not in the context, so only memorised labels solve it.
+
+Example (D = 2, L = 2, N = 2): items μ_0 → 1, μ_1 → 0, ...; a bursty training sequence
+``[x_0 ⊕ (0,1), x_1 ⊕ (1,0), x_0' ⊕ (0,0)]`` has target 1.
+
+The model (``AttentionMLP``): LayerNorm over the D + L input features; one causal softmax
+attention head, no positional encoding, scale 1, q/k/v maps (D+L)×(D+L) without bias; the residual
+sum query + attention output at the query token goes through a 3-layer ReLU MLP to one logit
+(L = 2; logistic loss) or L logits (cross entropy). SGD, weight decay on attention and LayerNorm only.
+
+``t_ICL`` is the first step at which ``acc/icl`` reaches half-way between chance (1/L) and 1 and
+stays there (``grokking.jump_step``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from rnnautomata.errors import CheckpointError, TrainingError
+from rnnautomata.icl.config import ICLClassificationStudy
+from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
+
+__all__ = ["ItemClassification", "Batch", "AttentionMLP", "classification_loss", "accuracy",
+           "run_classification", "track_classification", "icl_level", "fit_threshold"]
+
+
+class Batch:
+    """``tokens (B, N + 1, D + L)`` float32, ``target (B,)`` int64 labels of the queries."""
+
+    def __init__(self, tokens: torch.Tensor, target: torch.Tensor) -> None:
+        self.tokens, self.target = tokens, target
+
+
+class ItemClassification:
+    """The items, their labels and the three samplers (training, ICL test, IWL test).
+
+    ``rng`` (numpy Generator) draws the items and their labels once; every sampler takes its own rng.
+    """
+
+    def __init__(self, x_dim: int, n_items: int, n_labels: int, n_context: int, noise: float,
+                 p_bursty: float, rng: np.random.Generator) -> None:
+        if n_labels < 2 or n_items < n_labels:
+            raise ValueError(f"need n_labels ≥ 2 and n_items ≥ n_labels (got L = {n_labels}, K = {n_items})")
+        self.x_dim, self.n_items, self.n_labels, self.n_context = x_dim, n_items, n_labels, n_context
+        self.noise, self.p_bursty = noise, p_bursty
+        self.items = rng.standard_normal((n_items, x_dim)) / math.sqrt(x_dim)        # (K, D)
+        self.labels = rng.permutation(np.arange(n_items) % n_labels)                  # (K,)
+
+    def _tokens(self, means: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Batch:
+        """means (B, N+1, D), labels (B, N+1) -> tokens with noise, query label zeroed."""
+        x = (means + self.noise * rng.standard_normal(means.shape) / math.sqrt(self.x_dim)) / math.sqrt(1 + self.noise ** 2)
+        onehot = np.eye(self.n_labels)[labels]                                          # (B, N+1, L)
+        onehot[:, -1] = 0.0
+        tokens = np.concatenate([x, onehot], axis=-1)                                   # (B, N+1, D+L)
+        return Batch(torch.as_tensor(tokens, dtype=torch.float32), torch.as_tensor(labels[:, -1], dtype=torch.int64))
+
+    def train_batch(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        idx = rng.integers(self.n_items, size=(batch_size, self.n_context + 1))          # (B, N+1)
+        bursty = rng.random(batch_size) < self.p_bursty
+        present = (idx[:, :-1] == idx[:, -1:]).any(axis=1)
+        fix = np.nonzero(bursty & ~present)[0]
+        pick = rng.integers(self.n_context, size=len(fix))
+        idx[fix, -1] = idx[fix, pick]
+        return self._tokens(self.items[idx], self.labels[idx], rng)
+
+    def icl_batch(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        n = self.n_context
+        means = rng.standard_normal((batch_size, n + 1, self.x_dim)) / math.sqrt(self.x_dim)
+        labels = rng.integers(self.n_labels, size=(batch_size, n + 1))
+        pick = rng.integers(n, size=batch_size)
+        rows = np.arange(batch_size)
+        means[:, -1], labels[:, -1] = means[rows, pick], labels[rows, pick]
+        return self._tokens(means, labels, rng)
+
+    def iwl_batch(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        if self.n_items <= self.n_context:
+            raise ValueError(f"the IWL test needs n_items > n_context (got K = {self.n_items}, N = {self.n_context})")
+        # N + 1 distinct items per row: the first N + 1 of a random permutation (argsort of uniforms)
+        idx = np.argsort(rng.random((batch_size, self.n_items)), axis=1)[:, : self.n_context + 1]
+        return self._tokens(self.items[idx], self.labels[idx], rng)
+
+
+class AttentionMLP(torch.nn.Module):
+    """LayerNorm → one causal softmax attention head (scale 1, no positions) → query + attention → MLP."""
+
+    def __init__(self, x_dim: int, n_labels: int, mlp_width: int = 512, layer_norm: bool = True,
+                 generator: torch.Generator | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        width = x_dim + n_labels
+        self.n_labels = n_labels
+        self.norm = torch.nn.LayerNorm(width, device=device) if layer_norm else torch.nn.Identity()
+        self.query = torch.nn.Linear(width, width, bias=False, device=device)
+        self.key = torch.nn.Linear(width, width, bias=False, device=device)
+        self.value = torch.nn.Linear(width, width, bias=False, device=device)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(width, mlp_width, device=device), torch.nn.ReLU(),
+            torch.nn.Linear(mlp_width, mlp_width, device=device), torch.nn.ReLU(),
+            torch.nn.Linear(mlp_width, 1 if n_labels == 2 else n_labels, device=device))
+        for m in self.modules():       # PyTorch's default uniform init, drawn from the given generator
+            if isinstance(m, torch.nn.Linear):
+                bound = 1 / math.sqrt(m.in_features)
+                torch.nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+                if m.bias is not None:
+                    torch.nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+
+    def attention_params(self) -> list[torch.nn.Parameter]:
+        """The parameters that get weight decay: attention maps and LayerNorm."""
+        return [*self.norm.parameters(), *self.query.parameters(), *self.key.parameters(), *self.value.parameters()]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N+1, D+L) -> logits (B,) for L = 2, else (B, L). Only the query's output is
+        needed, and under the causal mask the query (last token) sees every token, itself included."""
+        z = self.norm(tokens)                                        # (B, T, W)
+        q = self.query(z[:, -1])                                     # (B, W)
+        k, v = self.key(z), self.value(z)                            # (B, T, W)
+        attn = torch.softmax(torch.einsum("bw,btw->bt", q, k), -1)   # (B, T), scale 1
+        h = z[:, -1] + torch.einsum("bt,btw->bw", attn, v)           # (B, W) residual
+        out = self.mlp(h)                                            # (B, 1 or L)
+        return out.squeeze(-1) if self.n_labels == 2 else out
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Logistic loss on one logit (L = 2: label 1 ↔ logit > 0), else cross entropy."""
+    if logits.dim() == 1:
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    return F.cross_entropy(logits, target)
+
+
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of queries whose predicted label (logit > 0, or argmax) is the target."""
+    pred = (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
+    return float((pred == target).float().mean())
+
+
+def icl_level(n_labels: int) -> float:
+    """Half-way between chance and perfect accuracy: the level that defines t_ICL."""
+    return (1 + 1 / n_labels) / 2
+
+
+def fit_threshold(n_items: np.ndarray, final_icl: np.ndarray, chance: float = 0.5) -> tuple[float, float]:
+    """K*: the midpoint of a sigmoid in log K fitted to final ICL accuracy (one value per run).
+
+    acc(K) = chance + (1 − chance) / (1 + exp(−(log K − log K*) / width)). Returns ``(K*, width)``;
+    several seeds per K simply enter as several points. Raises ValueError when the runs do not
+    straddle the threshold (all below or all above the half-way level).
+    """
+    from scipy.optimize import curve_fit
+
+    k, acc = np.log(np.asarray(n_items, dtype=np.float64)), np.asarray(final_icl, dtype=np.float64)
+    half = (1 + chance) / 2
+    if not (acc.min() < half < acc.max()):
+        raise ValueError(f"final ICL accuracies {acc.min():.2f}..{acc.max():.2f} do not straddle {half:.2f}; "
+                         "widen the range of K")
+
+    def curve(x, mid, width):
+        return chance + (1 - chance) / (1 + np.exp(-(x - mid) / width))
+
+    (mid, width), _ = curve_fit(curve, k, acc, p0=(np.median(k), 0.5), bounds=([k.min() - 5, 1e-3], [k.max() + 5, 10]))
+    return float(np.exp(mid)), float(width)
+
+
+def _task(study: ICLClassificationStudy) -> ItemClassification:
+    d = study.data
+    return ItemClassification(d.x_dim, d.n_items, d.n_labels, d.n_context, d.noise, d.p_bursty,
+                              np.random.default_rng([study.train.seed, 0]))
+
+
+def _model(study: ICLClassificationStudy, device: str) -> AttentionMLP:
+    gen = torch.Generator(device="cpu").manual_seed(study.train.seed)
+    model = AttentionMLP(study.data.x_dim, study.data.n_labels, study.model.mlp_width, study.model.layer_norm,
+                         generator=gen)
+    return model.to(device)
+
+
+def _evaluate(model: AttentionMLP, batch: Batch) -> tuple[float, float]:
+    logits = model(batch.tokens)
+    return accuracy(logits, batch.target), float(classification_loss(logits, batch.target))
+
+
+def run_classification(study: ICLClassificationStudy, out: Path, device: str = "cpu", progress: bool = True) -> dict:
+    """Train by SGD on fresh bursty batches; record acc/icl, acc/iwl; write summary.json."""
+    from rnnautomata.icl.grokking import jump_step
+    from rnnautomata.icl.study import open_run, record_checkpoint
+
+    run = RunDir(out)
+    t = study.train
+    task = _task(study)
+    model = _model(study, device)
+    decayed = {id(p) for p in model.attention_params()}
+    opt = torch.optim.SGD([
+        {"params": model.attention_params(), "weight_decay": t.weight_decay},
+        {"params": [p for p in model.parameters() if id(p) not in decayed], "weight_decay": 0.0},
+    ], lr=t.lr)
+    test_icl = task.icl_batch(study.data.n_test, np.random.default_rng([t.seed, 1]))
+    test_iwl = task.iwl_batch(study.data.n_test, np.random.default_rng([t.seed, 2]))
+    test_icl = Batch(test_icl.tokens.to(device), test_icl.target.to(device))
+    test_iwl = Batch(test_iwl.tokens.to(device), test_iwl.target.to(device))
+    records, saved = open_run(run, study, device, model, opt)
+    start = saved[-1] if saved else 0
+    resumed = bool(saved)
+    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
+    for step in range(start, t.epochs + 1):
+        # each step's batch depends only on (seed, step): a resumed run sees the same batches
+        batch = task.train_batch(t.batch_size, np.random.default_rng([t.seed, 3, step]))
+        logits = model(batch.tokens.to(device))
+        loss = classification_loss(logits, batch.target.to(device))
+        if not torch.isfinite(loss):
+            run.rewrite_metrics(records)
+            run.write_manifest(status="failed", steps=saved)
+            raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower train.lr "
+                                f"(now {t.lr}), e.g. --set train.lr={t.lr / 4:g}")
+        done_before = resumed and step == start
+        if step % t.eval_every == 0 and not done_before:
+            with torch.no_grad():
+                acc_icl, loss_icl = _evaluate(model, test_icl)
+                acc_iwl, loss_iwl = _evaluate(model, test_iwl)
+            records.append({"step": step, "train/loss": loss.item(), "train/acc": accuracy(logits, batch.target.to(device)),
+                            "acc/icl": acc_icl, "acc/iwl": acc_iwl, "loss/icl": loss_icl, "loss/iwl": loss_iwl})
+            bar.set_postfix(icl=f"{acc_icl:.2f}", iwl=f"{acc_iwl:.2f}")
+        if (step % t.checkpoint_every == 0 or step == t.epochs) and not done_before:
+            record_checkpoint(run, step, model, opt, {"kind": study.kind}, records, saved)
+        if step == t.epochs:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+    bar.close()
+    run.rewrite_metrics(records)
+    run.write_manifest(status="complete", steps=run.steps())
+    summary = summarise(study, records, jump_step)
+    atomic_write_json(run.root / "summary.json", summary)
+    _figure(study, records, run)
+    return summary
+
+
+def summarise(study: ICLClassificationStudy, records: list[dict], jump_step) -> dict:
+    """Final accuracies, t_ICL and t_IWL (half-way level, reached and kept), peak ICL, transience."""
+    steps = np.array([r["step"] for r in records])
+    icl = np.array([r["acc/icl"] for r in records])
+    iwl = np.array([r["acc/iwl"] for r in records])
+    level = icl_level(study.data.n_labels)
+    peak = int(np.argmax(icl))
+    return {
+        "study": study.name, "n_items": study.data.n_items, "n_context": study.data.n_context,
+        "level": level, "chance": 1 / study.data.n_labels,
+        "final": {k: records[-1][k] for k in ("acc/icl", "acc/iwl", "loss/icl", "loss/iwl", "train/loss")},
+        "t_icl": jump_step(steps, icl, level), "t_iwl": jump_step(steps, iwl, level),
+        "peak_icl": {"acc": float(icl[peak]), "step": int(steps[peak])},
+        # reached the level at some checkpoint, but is below it at the end
+        "icl_transient": bool(icl.max() >= level and icl[-1] < level),
+    }
+
+
+def _figure(study: ICLClassificationStudy, records: list[dict], run: RunDir) -> None:
+    from rnnautomata.icl import figures
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r["acc/icl"] for r in records], label="ICL test (novel items)")
+    ax.plot(steps, [r["acc/iwl"] for r in records], label="IWL test (trained items, not in context)")
+    ax.axhline(1 / study.data.n_labels, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="SGD step", ylabel="accuracy", ylim=(0, 1.02),
+           title=f"{study.name}: K={study.data.n_items}, N={study.data.n_context}, D={study.data.x_dim}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    figures.save_figure(fig, run.figures_dir / "accuracy")
+
+
+def track_classification(study: ICLClassificationStudy, run: RunDir) -> dict:
+    """Re-evaluate every checkpoint on the fixed ICL and IWL test sets; write measures.json."""
+    steps = run.steps()
+    if not steps:
+        raise CheckpointError(f"{run.root} has no checkpoints yet; run `rnnautomata run` first")
+    from rnnautomata.icl.study import model_tensors
+
+    task = _task(study)
+    test_icl = task.icl_batch(study.data.n_test, np.random.default_rng([study.train.seed, 1]))
+    test_iwl = task.iwl_batch(study.data.n_test, np.random.default_rng([study.train.seed, 2]))
+    model = _model(study, "cpu")
+    rows = []
+    for s in steps:
+        try:
+            model.load_state_dict(model_tensors(load_checkpoint(run.checkpoint_path(s))[0]))
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
+        with torch.no_grad():
+            rows.append({"step": s, "acc/icl": _evaluate(model, test_icl)[0], "acc/iwl": _evaluate(model, test_iwl)[0]})
+    out = {"steps": steps, "acc/icl": [r["acc/icl"] for r in rows], "acc/iwl": [r["acc/iwl"] for r in rows]}
+    atomic_write_json(run.root / "measures.json", out)
+    return out
