@@ -216,14 +216,7 @@ def main(argv=None) -> int:
                    help="only print the summary of the rows of these --json files (parts run in parallel)")
     args = p.parse_args(argv)
     if args.combine:
-        rows = [r for f in args.combine for r in json.loads(Path(f).read_text())["rows"]]
-        summary = summarise(rows)
-        print(json.dumps(summary, indent=1))
-        if args.json:
-            Path(args.json).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-        if args.markdown:
-            Path(args.markdown).write_text(markdown(rows, args.title))
-        return 0
+        return report(args, [r for f in args.combine for r in json.loads(Path(f).read_text())["rows"]])
     torch.set_num_threads(1)
     work = Path(args.work) if args.work else ROOT / "runs" / "bench_robust" / args.recipe
     work.mkdir(parents=True, exist_ok=True)
@@ -248,8 +241,11 @@ def main(argv=None) -> int:
                       f"cex {r['counterexample'] or '-'} net-right-on-cex {r['network_right_on_cex']} | "
                       f"eps {e['states']:3d} eq {e['equivalent']!s:5} agree {e['agreement']:.4f} | "
                       f"L* {ls.get('states', '-')} eq {ls.get('equivalent', '-')} {ls.get('seconds', float('nan')):.2f}s", flush=True)
-    if args.train_only:
-        return 0
+    return 0 if args.train_only else report(args, rows)
+
+
+def report(args, rows: list[dict]) -> int:
+    """Print the summary; write --json and --markdown."""
     summary = summarise(rows)
     print(json.dumps(summary, indent=1))
     if args.json:
