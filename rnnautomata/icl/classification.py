@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
-from rnnautomata.errors import CheckpointError, TrainingError
+from rnnautomata.errors import CheckpointError
 from rnnautomata.icl.config import ICLClassificationStudy
 from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 
@@ -200,7 +199,7 @@ def _evaluate(model: AttentionMLP, batch: Batch) -> tuple[float, float]:
 def run_classification(study: ICLClassificationStudy, out: Path, device: str = "cpu", progress: bool = True) -> dict:
     """Train by SGD on fresh bursty batches; record acc/icl, acc/iwl; write summary.json."""
     from rnnautomata.icl.grokking import jump_step
-    from rnnautomata.icl.study import open_run, record_checkpoint
+    from rnnautomata.icl.study import full_batch_descent
 
     run = RunDir(out)
     t = study.train
@@ -215,38 +214,21 @@ def run_classification(study: ICLClassificationStudy, out: Path, device: str = "
     test_iwl = task.iwl_batch(study.data.n_test, np.random.default_rng([t.seed, 2]))
     test_icl = Batch(test_icl.tokens.to(device), test_icl.target.to(device))
     test_iwl = Batch(test_iwl.tokens.to(device), test_iwl.target.to(device))
-    records, saved = open_run(run, study, device, model, opt)
-    start = saved[-1] if saved else 0
-    resumed = bool(saved)
-    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
-    for step in range(start, t.epochs + 1):
-        # each step's batch depends only on (seed, step): a resumed run sees the same batches
+
+    def train_loss(step):  # each step's batch depends only on (seed, step): a resumed run sees the same batches
         batch = task.train_batch(t.batch_size, np.random.default_rng([t.seed, 3, step]))
-        logits = model(batch.tokens.to(device))
-        loss = classification_loss(logits, batch.target.to(device))
-        if not torch.isfinite(loss):
-            run.rewrite_metrics(records)
-            run.write_manifest(status="failed", steps=saved)
-            raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower train.lr "
-                                f"(now {t.lr}), e.g. --set train.lr={t.lr / 4:g}")
-        done_before = resumed and step == start
-        if step % t.eval_every == 0 and not done_before:
-            with torch.no_grad():
-                acc_icl, loss_icl = _evaluate(model, test_icl)
-                acc_iwl, loss_iwl = _evaluate(model, test_iwl)
-            records.append({"step": step, "train/loss": loss.item(), "train/acc": accuracy(logits, batch.target.to(device)),
-                            "acc/icl": acc_icl, "acc/iwl": acc_iwl, "loss/icl": loss_icl, "loss/iwl": loss_iwl})
-            bar.set_postfix(icl=f"{acc_icl:.2f}", iwl=f"{acc_iwl:.2f}")
-        if (step % t.checkpoint_every == 0 or step == t.epochs) and not done_before:
-            record_checkpoint(run, step, model, opt, {"kind": study.kind}, records, saved)
-        if step == t.epochs:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-    bar.close()
-    run.rewrite_metrics(records)
+        logits, target = model(batch.tokens.to(device)), batch.target.to(device)
+        return classification_loss(logits, target), (logits, target)
+
+    def record(step, loss, forward):
+        logits, target = forward
+        acc_icl, loss_icl = _evaluate(model, test_icl)
+        acc_iwl, loss_iwl = _evaluate(model, test_iwl)
+        return {"step": step, "train/loss": loss.item(), "train/acc": accuracy(logits, target),
+                "acc/icl": acc_icl, "acc/iwl": acc_iwl, "loss/icl": loss_icl, "loss/iwl": loss_iwl}
+
+    records = full_batch_descent(run, study, device, model, opt, train_loss, record,
+                                 lambda loss: {"kind": study.kind}, progress)
     run.write_manifest(status="complete", steps=run.steps())
     summary = summarise(study, records, jump_step)
     atomic_write_json(run.root / "summary.json", summary)

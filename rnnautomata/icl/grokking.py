@@ -47,7 +47,7 @@ def run_grokking(study: GrokkingStudy, out: Path, device: str = "cpu", progress:
     model, (x_tr, y_tr), (x_te, y_te) = _setup(study, device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.98))
 
-    def train_loss():
+    def train_loss(step):
         logits = model(x_tr)
         return F.cross_entropy(logits, y_tr), logits
 

@@ -53,9 +53,11 @@ def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, opt: torch
 
 def full_batch_descent(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: torch.nn.Module,
                        opt: torch.optim.Optimizer, train_loss, record, metadata, progress: bool) -> list[dict]:
-    """Full-batch gradient descent for ``study.train.epochs`` steps: the loop of icl and grokking runs.
+    """Gradient descent for ``study.train.epochs`` steps: the loop of icl, grokking and
+    icl_classification runs.
 
-    ``train_loss()`` -> ``(loss, forward)`` on the whole training set, ``forward`` being whatever
+    ``train_loss(step)`` -> ``(loss, forward)`` on the step's training data (the whole training set,
+    or a batch that depends only on the step, so a resumed run sees the same batches), ``forward`` being whatever
     ``record`` needs from the same pass; ``record(step, loss, forward)`` -> the metrics row, every
     ``train.eval_every`` steps (under no_grad); ``metadata(loss)`` -> the checkpoint's metadata, every
     ``train.checkpoint_every`` steps and at the last. The folder is started or resumed by
@@ -68,7 +70,7 @@ def full_batch_descent(run: RunDir, study: ICLStudy | GrokkingStudy, device: str
     resumed = bool(saved)  # step `start` is already recorded and saved
     bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
     for step in range(start, t.epochs + 1):
-        loss, forward = train_loss()
+        loss, forward = train_loss(step)
         if not torch.isfinite(loss):
             run.rewrite_metrics(records)
             run.write_manifest(status="failed", steps=saved)
@@ -224,7 +226,7 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
     zz_test, zq_test = token_moments(setup.test.tokens), setup.test.tokens[:, -1, :]
     suite = _suite_predictions(setup)
     opt = torch.optim.SGD(model.parameters(), lr=t.lr)
-    def train_loss():
+    def train_loss(step):
         return ((model.forward_moments(zz, z_q) - setup.train.target) ** 2).mean(), None
 
     def record(step: int, loss: torch.Tensor, _) -> dict:
