@@ -57,15 +57,21 @@ def test_same_seed_same_checkpoints_and_learning(tmp_path, tiny_study):
     assert RunDir(tmp_path / "a").read_manifest()["status"] == "complete"
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path, tiny_study):
-    full = train(tiny_study, tmp_path / "full", progress=False)
+def _killed_after(study, tmp_path, index: int) -> tuple[dict, RunDir, int]:
+    """A full run, and a second one cut as by a kill after its `index`-th checkpoint (later
+    checkpoints never written). Returns (the full run's result, the cut run, the kept step)."""
+    full = train(study, tmp_path / "full", progress=False)
     run = RunDir(tmp_path / "cut")
-    train(tiny_study, run.root, progress=False)
-    # simulate a kill after the 5th checkpoint: later checkpoints never got written
-    keep = full["steps"][4]
+    train(study, run.root, progress=False)
+    keep = full["steps"][index]
     for step in run.steps():
         if step > keep:
             run.checkpoint_path(step).unlink()
+    return full, run, keep
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, tiny_study):
+    full, run, keep = _killed_after(tiny_study, tmp_path, 4)
     run.write_manifest(status="running")
     resumed = train(tiny_study, run.root, progress=False)
     assert resumed["resumed_from"] == keep
@@ -249,13 +255,7 @@ def test_same_seed_checkpoints_are_byte_identical_across_processes(tmp_path, tin
 
 
 def test_a_kill_between_a_checkpoint_and_its_metrics_line_loses_no_line(tmp_path, tiny_study):
-    full = train(tiny_study, tmp_path / "full", progress=False)
-    run = RunDir(tmp_path / "cut")
-    train(tiny_study, run.root, progress=False)
-    keep = full["steps"][4]
-    for step in run.steps():
-        if step > keep:
-            run.checkpoint_path(step).unlink()
+    _, run, keep = _killed_after(tiny_study, tmp_path, 4)
     # the kill came after checkpoint `keep` was written but before its metrics line was appended
     run.rewrite_metrics([m for m in run.read_metrics() if m["step"] < keep])
     run.write_manifest(status="running")
