@@ -238,17 +238,25 @@ def _print_aggregate_summary(agg: dict) -> None:
               + ("" if first is None else f", first at step median {first['median']:.0f} [{first['q25']:.0f}, {first['q75']:.0f}]"))
 
 
-def cmd_extract(args) -> int:
-    from rnnautomata.automata import Machine
+def _one_run(path: str, command: str, verb: str, automata_only: bool = True):
+    """The RunDir at ``path``, refusing a many-seed folder (and, with ``automata_only``, icl and
+    grokking runs) with a one-line error that names what to do."""
     from rnnautomata.runs import RunDir
 
-    run = RunDir(Path(args.run))
+    run = RunDir(Path(path))
     kind = run.read_manifest().get("kind", "automata")
     if kind == "seeds":
-        raise CheckpointError(f"{run.root} holds many seeds; extract from one of them, e.g. "
-                              f"`rnnautomata extract {run.root / 'seed_0000'}`")
-    if kind != "automata":
-        raise CheckpointError(f"{run.root} is a {kind!r} run; `extract` reads automata runs")
+        raise CheckpointError(f"{run.root} holds many seeds; {verb} one of them, e.g. "
+                              f"`rnnautomata {command} {run.root / 'seed_0000'}`")
+    if automata_only and kind != "automata":
+        raise CheckpointError(f"{run.root} is a {kind!r} run; `{command}` reads automata runs")
+    return run
+
+
+def cmd_extract(args) -> int:
+    from rnnautomata.automata import Machine
+
+    run = _one_run(args.run, "extract", "extract from")
     step = run.resolve_step(args.step)
     robust = getattr(args, "method", "robust") == "robust"
     path = run.robust_automaton_path(step) if robust else run.automaton_path(step)
@@ -310,13 +318,7 @@ def cmd_track(args) -> int:
 
 
 def cmd_steps(args) -> int:
-    from rnnautomata.runs import RunDir
-
-    run = RunDir(Path(args.run))
-    kind = run.read_manifest().get("kind", "automata")
-    if kind == "seeds":
-        raise CheckpointError(f"{run.root} holds many seeds; list one seed's steps, e.g. "
-                              f"`rnnautomata steps {run.root / 'seed_0000'}`")
+    run = _one_run(args.run, "steps", "list the steps of", automata_only=False)
     metrics = {m.get("step"): m for m in run.read_metrics()}
     states = {}
     if run.dynamics_path.is_file():
