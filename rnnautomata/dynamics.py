@@ -211,7 +211,7 @@ def _robust_all(probed: list[_Probed], study, task, device: str, progress: bool,
     depth = robust_depth(task.n_symbols, study.probe.depth, cfg.robust_max_nodes)
     same_tree = study.probe.mode == "enumerate" and depth == study.probe.depth
     tree = probed[0].result.tree if same_tree else _tree(task.n_symbols, depth)
-    budget = RefineBudget(cfg.refine_rounds, cfg.check_strings, cfg.check_length, cfg.tolerance)
+    budget = RefineBudget.from_config(cfg)
     iterator = probed
     if progress:
         from tqdm.auto import tqdm

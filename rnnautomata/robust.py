@@ -70,6 +70,13 @@ class RefineBudget:
     tolerance: float = 1e-3
     n_neighbors: int = 8
 
+    @classmethod
+    def from_config(cls, extract) -> "RefineBudget":
+        """The budget a study's ``[extract]`` section sets (refine_rounds, check_strings,
+        check_length, tolerance)."""
+        return cls(max_rounds=extract.refine_rounds, check_strings=extract.check_strings,
+                   check_length=extract.check_length, tolerance=extract.tolerance)
+
 
 @dataclass(frozen=True, eq=False)
 class RobustExtraction:

@@ -146,8 +146,7 @@ class Run:
 
         cfg, task = self.study.extract, self.task
         depth = robust_depth(task.n_symbols, self.study.probe.depth, cfg.robust_max_nodes)
-        budget = RefineBudget(max_rounds=cfg.refine_rounds, check_strings=cfg.check_strings,
-                              check_length=cfg.check_length, tolerance=cfg.tolerance)
+        budget = RefineBudget.from_config(cfg)
         r = extract_robust(self.model(step), prefix_tree(task.n_symbols, depth), task.alphabet, task.outputs,
                            unsupervised_length(self.study), budget=budget, device=self.device,
                            rng=np.random.default_rng((self.study.seed, step)), lstm_state=self.study.probe.lstm_state)
