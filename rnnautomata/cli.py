@@ -24,10 +24,20 @@ _ICL_KINDS = ("icl", "grokking", "icl_classification")  # handled by rnnautomata
 
 
 def _kind_of(raw: dict, path: str) -> str:
+    from rnnautomata.studies import kind_names
+
     kind = raw.get("kind", "automata")
-    if kind not in STUDY_KINDS:
-        raise ConfigError(f"{path}: kind = {kind!r} is not a known study kind; choose one of: {', '.join(STUDY_KINDS)}")
+    known = (*STUDY_KINDS, *kind_names())
+    if kind not in known:
+        raise ConfigError(f"{path}: kind = {kind!r} is not a known study kind; choose one of: {', '.join(known)}")
     return kind
+
+
+def _registered(kind: str):
+    """The registry's StudyKind for ``kind``, or None for a kind still dispatched here by hand."""
+    from rnnautomata.studies import KINDS, get_kind
+
+    return get_kind(kind) if kind in KINDS else None
 
 
 def _run_kind(run_dir: Path) -> str:
@@ -60,6 +70,13 @@ def cmd_run(args) -> int:
     args.out_dir = out  # named by main() when a write fails without naming its file
     _check_out(out)
     progress = not args.quiet
+    registered = _registered(_kind_of(raw, study_file))
+    if registered is not None:
+        summary = registered.run(registered.load(raw), out, device=args.device, progress=progress,
+                                 render=not args.no_render)
+        print(json.dumps(summary, indent=1, default=str))
+        print(f"run directory: {out}")
+        return 0
     if _kind_of(raw, study_file) in _ICL_KINDS:
         from rnnautomata.icl import study as icl_study
 
@@ -290,6 +307,10 @@ def cmd_extract(args) -> int:
 def cmd_track(args) -> int:
     run = Path(args.run)
     kind = _run_kind(run)
+    registered = _registered(kind)
+    if registered is not None:
+        print(json.dumps(registered.track(run, device=args.device, progress=not args.quiet), indent=1, default=str))
+        return 0
     if kind == "seeds":
         from rnnautomata.aggregate import aggregate_seeds
 
@@ -350,6 +371,11 @@ def cmd_steps(args) -> int:
 def cmd_render(args) -> int:
     from rnnautomata.render import render_run
 
+    registered = _registered(_run_kind(Path(args.run)))
+    if registered is not None:
+        for path in registered.render(Path(args.run)):
+            print(f"wrote {path}")
+        return 0
     if _run_kind(Path(args.run)) == "seeds":
         from rnnautomata.aggregate import aggregate_seeds
 
@@ -373,6 +399,10 @@ def cmd_report(args) -> int:
     from rnnautomata.report import write_report
 
     kind = _run_kind(Path(args.run))
+    registered = _registered(kind)
+    if registered is not None:
+        print(f"wrote {registered.report(Path(args.run))}")
+        return 0
     if kind == "seeds":
         from rnnautomata.aggregate import aggregate_seeds
         from rnnautomata.seeds_report import write_seeds_report

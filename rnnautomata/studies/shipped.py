@@ -17,7 +17,7 @@ __all__ = ["study_dirs", "shipped_studies", "find_study", "resolve_relative_path
 
 def study_dirs() -> list[Path]:
     """Folders holding shipped studies, in lookup order (only those that exist)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # rnnautomata/
     candidates = [here.parent / "tasks", Path(sys.prefix) / "share" / "rnnautomata" / "tasks"]
     return [d for d in candidates if d.is_dir()]
 
