@@ -52,3 +52,8 @@ class StudyKind:
     def summarise(self, run_dir: Path) -> dict:
         """Flat scalars describing a finished run (one row of a sweep's aggregate.csv)."""
         raise CheckpointError(f"{run_dir} is a {self.name!r} run; sweeps do not summarise it yet")
+
+    def sweep_figures(self, sweep_dir: Path, run_dirs: Sequence[Path]) -> list[Path]:
+        """Figures across a sweep's finished runs of this kind (e.g. a joint trajectory PCA, K* vs N),
+        written under ``sweep_dir / "figures"``; the paths written. Default: none."""
+        return []
