@@ -19,33 +19,6 @@ from rnnautomata.errors import CheckpointError, ConfigError, RnnAutomataError
 
 __all__ = ["main", "build_parser"]
 
-STUDY_KINDS = ("automata", "icl", "grokking", "icl_classification")
-_ICL_KINDS = ("icl", "grokking", "icl_classification")  # handled by rnnautomata.icl.study
-
-
-def _kind_of(raw: dict, path: str) -> str:
-    from rnnautomata.studies import kind_names
-
-    kind = raw.get("kind", "automata")
-    known = (*STUDY_KINDS, *kind_names())
-    if kind not in known:
-        raise ConfigError(f"{path}: kind = {kind!r} is not a known study kind; choose one of: {', '.join(known)}")
-    return kind
-
-
-def _registered(kind: str):
-    """The registry's StudyKind for ``kind``, or None for a kind still dispatched here by hand."""
-    from rnnautomata.studies import KINDS, get_kind
-
-    return get_kind(kind) if kind in KINDS else None
-
-
-def _run_kind(run_dir: Path) -> str:
-    from rnnautomata.runs import RunDir
-
-    return RunDir(run_dir).read_manifest().get("kind", "automata")
-
-
 def _check_out(out: Path) -> None:
     """Refuse an output folder that is, or lies under, an existing file (before any training)."""
     for path in (out, *out.parents):
@@ -58,8 +31,7 @@ def _check_out(out: Path) -> None:
 
 def cmd_run(args) -> int:
     from rnnautomata.config import apply_overrides, check_study_name, read_toml
-
-    from rnnautomata.studies import find_study, resolve_relative_paths
+    from rnnautomata.studies import find_study, get_kind, kind_of, resolve_relative_paths
 
     study_file = find_study(args.study)
     raw = apply_overrides(resolve_relative_paths(read_toml(study_file), study_file), args.set or [])
@@ -69,52 +41,11 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / raw["name"]
     args.out_dir = out  # named by main() when a write fails without naming its file
     _check_out(out)
-    progress = not args.quiet
-    registered = _registered(_kind_of(raw, study_file))
-    if registered is not None:
-        summary = registered.run(registered.load(raw), out, device=args.device, progress=progress,
-                                 render=not args.no_render)
-        print(json.dumps(summary, indent=1, default=str))
-        print(f"run directory: {out}")
-        return 0
-    if _kind_of(raw, study_file) in _ICL_KINDS:
-        from rnnautomata.icl import study as icl_study
-
-        study = icl_study.load_study(raw)
-        summary = icl_study.run_study(study, out, device=args.device or "cpu", progress=progress)
-        print(json.dumps(summary, indent=1, default=str))
-        return 0
-
-    from rnnautomata.config import study_from_dict
-    from rnnautomata.dynamics import track
-    from rnnautomata.data import make_task
-    from rnnautomata.train import size_warning, train
-
-    study = study_from_dict(raw)
-    warning = size_warning(study, make_task(study.task).n_symbols)
-    if warning is not None:
-        print(f"warning: {warning}", file=sys.stderr)
-    if study.seeds is not None:
-        from rnnautomata.aggregate import aggregate_seeds
-        from rnnautomata.batched import train_seeds
-
-        train_seeds(study, out, device=args.device, progress=progress)
-        agg = aggregate_seeds(out, progress=progress, jobs=args.jobs)
-        _print_aggregate_summary(agg)
-        if not args.no_render:
-            from rnnautomata.seeds_report import write_seeds_report
-
-            print(f"wrote {write_seeds_report(out)} (one seed's own report: rnnautomata report {out / 'seed_0000'})")
-        print(f"run directory: {out} (one run per seed in {out}/seed_XXXX)")
-        return 0
-    result = train(study, out, device=args.device, progress=progress)
-    if result["resumed_from"] is not None:
-        print(f"resumed from step {result['resumed_from']}", file=sys.stderr)
-    dyn = track(out, device=args.device or study.train.device, progress=progress)
-    _print_dynamics_summary(dyn)
-    if not args.no_render:
-        _render_and_report(out)
-    print(f"run directory: {out}")
+    kind = get_kind(kind_of(raw, study_file))
+    options = {"jobs": args.jobs} if args.jobs else {}
+    summary = kind.run(kind.load(raw), out, device=args.device, progress=not args.quiet, render=not args.no_render,
+                       **options)
+    kind.show_run(summary, out)
     return 0
 
 
@@ -160,99 +91,6 @@ def cmd_sweep(args) -> int:
     print(f"sweep directory: {out} (sweep.json, aggregate.csv, figures/phase_diagram.png"
           + ("" if args.no_render else ", report.html") + ")")
     return 0 if not failed else 1
-
-
-def _render_and_report(out: Path) -> None:
-    from rnnautomata.render import render_run
-    from rnnautomata.report import write_report
-
-    for path in render_run(out):
-        print(f"wrote {path}")
-    print(f"wrote {write_report(out)}")
-
-
-def _print_dynamics_summary(dyn: dict) -> None:
-    ck = dyn["checkpoints"]
-    robust = any("robust" in c for c in ck)
-    head = f"{'step':>7} {'epoch':>7} {'states':>6} {'min':>4} {'finite':>6} {'congr':>5} {'train':>9} {'val':>9}"
-    print(head + (f" {'robust':>6} {'agree':>6} {'=truth':>6}" if robust else "") + "  acc_by_length")
-    stride = max(1, len(ck) // 25)
-    shown = set(range(0, len(ck), stride)) | {len(ck) - 1}
-    for i, c in enumerate(ck):
-        if i not in shown:
-            continue
-        acc = " ".join(f"{k}:{v:.2f}" for k, v in c["acc_by_length"].items())
-        tl = "" if c["train_loss"] is None else f"{c['train_loss']:.2e}"
-        vl = "" if c["val_loss"] is None else f"{c['val_loss']:.2e}"
-        ner = ""
-        if "nerode" in c:
-            ner = f"  P/R {c['nerode']['precision'] or 0:.2f}/{c['nerode']['recall'] or 0:.2f}"
-        cg = "" if c.get("congruence") is None else f"{c['congruence']:.2f}"
-        rob = ""
-        if robust and "robust" in c:
-            r = c["robust"]
-            rob = f" {r['n_states']:>6} {r['agreement']:>6.4f} {str(r['equivalent_to_truth']):>6}"
-        print(f"{c['step']:>7} {c['epoch']:>7.1f} {c['n_states']:>6} {c['n_states_min']:>4} {str(c['finite']):>6} {cg:>5} {tl:>9} {vl:>9}{rob}  {acc}{ner}")
-    print("phases: " + ", ".join(f"{p['name']} {p['start_step']}-{p['end_step']}" for p in dyn["phases"]))
-    f = dyn["final"]
-    eps = f.get("epsilon_rule", f)
-    print(
-        f"ε rule ({dyn['merger']}, ε = {dyn['epsilon']:.3g}): peak states {dyn['peak_states']}; finite from step "
-        f"{dyn['finite_from_step']}; final machine {f['n_states']} states -> {f['n_states_min']} minimised; "
-        f"equivalent to the task's {f['truth_states']}-state machine: {eps['equivalent_to_truth']}"
-        + (f" (counterexample {eps['counterexample']!r})" if eps["counterexample"] is not None else "")
-    )
-    if "robust" in f:
-        r, v = f["robust"], dyn.get("verdicts", {})
-        print(
-            f"ε-free machine (the run's answer): {r['n_states']} states, agrees with the network on "
-            f"{r['agreement']:.4f} of checked positions; equivalent to the truth: {f['equivalent_to_truth']}"
-            + (f" (counterexample {f['counterexample']!r})" if f["counterexample"] is not None else "")
-        )
-        print(
-            f"verdicts: equivalent to the truth at {v.get('n_equivalent', 0)} of {v.get('n_checkpoints', 0)} checkpoints"
-            + (f" (first step {v['first_equivalent_step']}, last {v['last_equivalent_step']})" if v.get("n_equivalent") else "")
-            + f"; matches the network at {v.get('n_faithful', 0)}"
-            + (f" (first step {v['first_faithful_step']}, last {v['last_faithful_step']})" if v.get("n_faithful") else "")
-            + f"; best checkpoint: step {v.get('best_step')} ({v.get('best_reason')})"
-        )
-    fid = f.get("fidelity")
-    if fid:
-        agree = ", ".join(f"len {k}: {v:.3f}" for k, v in fid["network_agreement"].items())
-        print(
-            f"fidelity of the minimised machine to the network: every string up to length {fid['brute_force_depth']}"
-            f" {'agrees' if fid['network_witness'] is None else 'disagrees at ' + repr(fid['network_witness'])}; {agree}"
-        )
-
-
-def _print_aggregate_summary(agg: dict) -> None:
-    ck = agg["checkpoints"]
-    print(f"{'step':>7} {'seeds':>5} {'states median [q25, q75]':>26} {'min median':>10} {'finite':>7}")
-    stride = max(1, len(ck) // 25)
-    for i, c in enumerate(ck):
-        if i % stride and i != len(ck) - 1:
-            continue
-        st, mn = c["n_states"], c["n_states_min"]
-        band = f"{st['median']:.0f} [{st['q25']:.0f}, {st['q75']:.0f}]"
-        print(f"{c['step']:>7} {c['n_seeds']:>5} {band:>26} {mn['median']:>10.0f} {c['fraction_finite']:>7.2f}")
-    ff = agg["finite_from_step"]
-    final = agg["final"]["per_seed"]
-    n_eq = sum(bool(s.get("equivalent_to_truth")) for s in final)
-    print(f"finite from step: median {ff['median']} over {len(ff['per_seed']) - ff['n_never']} seeds; never finite: {ff['n_never']}")
-    peak = agg.get("peak")
-    if peak and peak["n_states"]:
-        n, s = peak["n_states"], peak["step"]
-        print(f"peak merged states (end of the tree phase): median {n['median']:.0f} [{n['q25']:.0f}, {n['q75']:.0f}] "
-              f"at step median {s['median']:.0f} [{s['q25']:.0f}, {s['q75']:.0f}]")
-    which = "ε-free machines" if any(s.get("machine") == "robust" for s in final) else "machines"
-    print(f"final {which} equivalent to the task's machine: {n_eq} of {len(final)} seeds")
-    v = agg.get("verdicts")
-    if v:
-        eps_eq = sum(bool(s.get("epsilon_rule_equivalent")) for s in final)
-        first = v["first_equivalent_step"]
-        print(f"ε rule's final machines equivalent: {eps_eq} of {len(final)}; ε-free machine ever equivalent: "
-              f"{v['n_ever_equivalent']} of {v['n_seeds']} seeds"
-              + ("" if first is None else f", first at step median {first['median']:.0f} [{first['q25']:.0f}, {first['q75']:.0f}]"))
 
 
 def _one_run(path: str, command: str, verb: str, automata_only: bool = True):
@@ -305,36 +143,14 @@ def cmd_extract(args) -> int:
 
 
 def cmd_track(args) -> int:
-    run = Path(args.run)
-    kind = _run_kind(run)
-    registered = _registered(kind)
-    if registered is not None:
-        print(json.dumps(registered.track(run, device=args.device, progress=not args.quiet), indent=1, default=str))
-        return 0
-    if kind == "seeds":
-        from rnnautomata.aggregate import aggregate_seeds
+    from rnnautomata.studies import run_kind
 
-        agg = aggregate_seeds(run, progress=not args.quiet, jobs=args.jobs)
-        if args.json:
-            print(json.dumps(agg, indent=1))
-        else:
-            _print_aggregate_summary(agg)
-        return 0
-    if kind in _ICL_KINDS:
-        from rnnautomata.icl import study as icl_study
-
-        print(json.dumps(icl_study.track_run(run), indent=1, default=str))
-        return 0
-    from rnnautomata.dynamics import track
-
-    dyn = track(run, merger=args.merger, epsilon_scale=args.epsilon_scale, device=args.device,
-                progress=not args.quiet, nerode=args.nerode or None, robust=False if args.no_robust else None,
-                out_dir=args.out)
-    if args.json:
-        print(json.dumps(dyn, indent=1))
-    else:
-        _print_dynamics_summary(dyn)
-        print(f"wrote {Path(args.out or run) / 'dynamics.json'}")
+    kind = run_kind(args.run)
+    given = {"merger": args.merger, "epsilon_scale": args.epsilon_scale, "nerode": args.nerode or None,
+             "robust": False if args.no_robust else None, "out_dir": args.out, "jobs": args.jobs}
+    options = {k: v for k, v in given.items() if v is not None}
+    result = kind.track(Path(args.run), device=args.device, progress=not args.quiet, **options)
+    kind.show_track(result, Path(args.run), as_json=args.json, **options)
     return 0
 
 
@@ -369,52 +185,18 @@ def cmd_steps(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from rnnautomata.render import render_run
+    from rnnautomata.studies import run_kind
 
-    registered = _registered(_run_kind(Path(args.run)))
-    if registered is not None:
-        for path in registered.render(Path(args.run)):
-            print(f"wrote {path}")
-        return 0
-    if _run_kind(Path(args.run)) == "seeds":
-        from rnnautomata.aggregate import aggregate_seeds
-
-        if args.step is not None:
-            raise CheckpointError(f"{args.run} holds many seeds; draw one seed's machine with "
-                                  f"`rnnautomata render {Path(args.run) / 'seed_0000'} --step {args.step}`")
-        aggregate_seeds(Path(args.run), progress=False)  # redraws figures/seeds_timeline.*
-        for ext in ("svg", "png"):
-            print(f"wrote {Path(args.run) / 'figures' / f'seeds_timeline.{ext}'}")
-        return 0
-
-    from rnnautomata.runs import RunDir
-
-    steps = None if args.step is None else [RunDir(Path(args.run)).resolve_step(args.step)]
-    for path in render_run(Path(args.run), steps=steps):
+    steps = None if args.step is None else [args.step]
+    for path in run_kind(args.run).render(Path(args.run), steps=steps):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from rnnautomata.report import write_report
+    from rnnautomata.studies import run_kind
 
-    kind = _run_kind(Path(args.run))
-    registered = _registered(kind)
-    if registered is not None:
-        print(f"wrote {registered.report(Path(args.run))}")
-        return 0
-    if kind == "seeds":
-        from rnnautomata.aggregate import aggregate_seeds
-        from rnnautomata.seeds_report import write_seeds_report
-
-        aggregate_seeds(Path(args.run), progress=False)
-        print(f"wrote {write_seeds_report(Path(args.run))}")
-        return 0
-    if kind in _ICL_KINDS:
-        raise CheckpointError(f"{args.run} is a {kind!r} run: its figures and measures are in {Path(args.run) / 'figures'} "
-                              f"and measures.json (`rnnautomata track {args.run}` rewrites them); report.html is for automata runs")
-
-    print(f"wrote {write_report(Path(args.run))}")
+    print(f"wrote {run_kind(args.run).report(Path(args.run))}")
     return 0
 
 
@@ -424,8 +206,11 @@ def cmd_tasks(args) -> int:
     print("tasks (task.name in a study):")
     for name in sorted(TASKS):
         print(f"  {name:<22} {TASKS[name][1]}")
-    from rnnautomata.studies import shipped_studies
+    from rnnautomata.studies import get_kind, kind_names, shipped_studies
 
+    print("study kinds (kind in a study):")
+    for name in kind_names():
+        print(f"  {name:<22} {get_kind(name).description}")
     studies = shipped_studies()
     if studies:
         print("shipped studies (`rnnautomata run NAME` from any folder):")
@@ -456,6 +241,8 @@ _JOBS_HELP = "many-seed folders: seeds tracked at once, one process each (defaul
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rnnautomata.merge import MERGERS
+
     parser = _Parser(prog="rnnautomata", description="Extract automata from networks as they train.")
     parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")
     parser.add_argument("--threads", type=_positive_int, metavar="N",
@@ -505,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("track", help="extract at every checkpoint; write and print dynamics.json")
     p.add_argument("run")
-    p.add_argument("--merger", choices=("leader", "single_linkage", "kmeans"), help="override the study's merger")
+    p.add_argument("--merger", choices=tuple(MERGERS), help="override the study's merger")
     p.add_argument("--epsilon-scale", type=float, help="override extract.epsilon_scale")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the whole dynamics JSON")

@@ -28,9 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 __all__ = [
     "MERGERS",
@@ -245,6 +242,9 @@ class SingleLinkageMerger:
             diff = X[rows].astype(np.float64) - reps[cell[rows]]  # (B, S)
             np.maximum.at(radius, cell[rows], np.sqrt(np.einsum("ij,ij->i", diff, diff)))
 
+        from scipy.sparse.csgraph import connected_components  # here: importing the registry stays light
+        from scipy.spatial import cKDTree
+
         # Rotating to principal axes preserves distances and lets the KD-tree split where the
         # states actually vary.
         centred = reps - reps.mean(0)  # (C, S)
@@ -298,6 +298,8 @@ class SingleLinkageMerger:
 
     @staticmethod
     def _graph(a, b, n):
+        from scipy.sparse import coo_matrix
+
         a = np.asarray(a, dtype=np.int64)
         b = np.asarray(b, dtype=np.int64)
         return coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n)).tocsr()

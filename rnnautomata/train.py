@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -26,7 +25,9 @@ from torch.nn import functional as F
 from rnnautomata.config import Study, study_from_dict, study_to_dict, study_to_toml
 from rnnautomata.data import make_task
 from rnnautomata.data.regular import RegularTask, all_strings
-from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
+from rnnautomata.errors import CheckpointError, ConfigError
+from rnnautomata.loop import (Progress, Schedule, diverged, mark_failed, optimizer_tensors, restore,
+                              restore_optimizer, run_steps)
 from rnnautomata.models import MODELS, SequenceModel
 from rnnautomata.runs import RunDir, load_checkpoint, save_checkpoint
 
@@ -217,31 +218,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(model: SequenceModel, study: Study) -> torch.optim.Optimizer:
+def make_optimizer(model: SequenceModel | Iterable[torch.nn.Parameter], study: Study) -> torch.optim.Optimizer:
+    """``train.optimizer`` over a model's parameters (or the given parameters, e.g. many seeds stacked)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
     if study.train.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=study.train.lr)
-    return torch.optim.SGD(model.parameters(), lr=study.train.lr, momentum=study.train.momentum)
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimizer's per-parameter state as flat tensors, ``optimizer/<param index>/<key>``."""
-    out = {}
-    for idx, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            out[f"optimizer/{idx}/{key}"] = torch.as_tensor(value).detach().clone()
-    return out
-
-
-def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    """Load the ``optimizer/...`` tensors of a checkpoint (:func:`optimizer_tensors`) into ``opt``."""
-    sd = opt.state_dict()
-    state: dict = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer/"):
-            _, idx, key = name.split("/", 2)
-            state.setdefault(int(idx), {})[key] = value
-    sd["state"] = state
-    opt.load_state_dict(sd)
+        return torch.optim.Adam(params, lr=study.train.lr)
+    return torch.optim.SGD(params, lr=study.train.lr, momentum=study.train.momentum)
 
 
 def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -408,9 +390,7 @@ def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool
     done = run.start_or_resume("automata", study_to_toml(study), sources)
     if done:
         resumed_from = done[-1]
-        tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
-        model.load_state_dict(model_state(tensors))
-        restore_optimizer(opt, {k: v.to(dev) for k, v in tensors.items()})
+        restore(run, resumed_from, model, opt, dev, weights=model_state)
         run.restore_metrics(resumed_from)
     run.write_manifest(kind="automata", status="running", name=study.name, steps_per_epoch=spe, schedule=schedule,
                        sources=sources)
@@ -418,8 +398,10 @@ def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool
     empty = start_output(task)
     inputs = [torch.as_tensor(x, device=dev) for x in train_set.inputs]
     targets = [torch.as_tensor(y, device=dev) for y in train_set.targets]
-    pending = [s for s in schedule if resumed_from is None or s > resumed_from]
-    total = schedule[-1]
+    checkpoints = Schedule(schedule, done=resumed_from)
+    total = checkpoints.total
+    start = resumed_from or 0
+    bar = Progress(total, start, progress, f"train {study.name}")
     record = None
 
     def save(step: int) -> dict:
@@ -434,61 +416,44 @@ def _train(study: Study, out_dir: str | Path, device: str | None, progress: bool
     stopped_early = None
     for rec in run.read_metrics() if resumed_from is not None else []:  # replay: resumed == uninterrupted
         if patience.update(rec):
-            stopped_early, pending, record = rec["step"], [], rec  # it had stopped early: nothing to train
+            stopped_early, record = rec["step"], rec  # it had stopped early: nothing to train
             break
-    bar = _progress(total, resumed_from or 0, progress, study.name)
-    start = resumed_from or 0
-    try:
-        if pending and pending[0] == start:
-            record = save(start)
-            pending.pop(0)
-        for step, epoch, i, rows in _batches_from(train_set, study, start, spe) if pending else ():
-            idx = torch.as_tensor(rows, device=dev)
-            out, tgt = supervised(model, inputs[i][idx], targets[i][idx], study.task.target, empty)
-            loss = _loss(out, tgt, study.train.loss, task.n_outputs)
-            if not torch.isfinite(loss):
-                last = run.steps()[-1] if run.steps() else None
-                run.write_manifest(status="failed", error=f"non-finite loss at step {step}")
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {step} (epoch {epoch}); checkpoints up to step {last} are kept; "
-                    f"lower train.lr (now {study.train.lr}) or set train.grad_clip"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if study.train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), study.train.grad_clip)
-            opt.step()
-            if bar is not None:
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.2e}", refresh=False)
-            if pending and step == pending[0]:
-                record = save(step)
-                pending.pop(0)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{record['train/loss']:.2e}", val=f"{record['val/loss']:.2e}", refresh=False)
-                if patience.update(record):
-                    stopped_early = step
-                    break
-    except KeyboardInterrupt:
-        done = run.steps()
-        raise TrainingError(
-            f"interrupted; checkpoints up to step {done[-1] if done else None} are kept: rerun the same command to resume"
-        ) from None
-    finally:
-        if bar is not None:
-            bar.close()
+
+    def at(step: int) -> bool:
+        nonlocal record
+        if not checkpoints.due(step):
+            return False
+        record = save(step)
+        bar.postfix(loss=f"{record['train/loss']:.2e}", val=f"{record['val/loss']:.2e}")
+        return patience.update(record)
+
+    batches = _batches_from(train_set, study, start, spe)
+
+    def update(state: int) -> None:
+        step, epoch, i, rows = next(batches)  # step = state + 1
+        idx = torch.as_tensor(rows, device=dev)
+        out, tgt = supervised(model, inputs[i][idx], targets[i][idx], study.task.target, empty)
+        loss = _loss(out, tgt, study.train.loss, task.n_outputs)
+        if not torch.isfinite(loss):
+            last = run.steps()[-1] if run.steps() else None
+            mark_failed([run], f"non-finite loss at step {step}")
+            raise diverged(str(loss.item()), step, detail=f" (epoch {epoch})", lr=study.train.lr, kept=last)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if study.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), study.train.grad_clip)
+        opt.step()
+        if step % 50 == 0:
+            bar.postfix(loss=f"{loss.item():.2e}")
+
+    if stopped_early is None:
+        stopped_early = run_steps(start, total, at=at, step=update, kept=run.steps, resumed=resumed_from is not None,
+                                  progress=bar)
+    else:
+        bar.close()
     if stopped_early is not None:
         run.write_manifest(status="complete", stopped_early_at=stopped_early)
     else:
         run.write_manifest(status="complete")
     return {"steps": run.steps(), "final": record, "resumed_from": resumed_from, "steps_per_epoch": spe,
             "stopped_early_at": stopped_early}
-
-
-def _progress(total: int, initial: int, enabled: bool, name: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", file=sys.stderr, dynamic_ncols=True)

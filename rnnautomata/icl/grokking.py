@@ -20,7 +20,7 @@ from rnnautomata.data.sequences import modular_addition, split_pairs
 from rnnautomata.errors import CheckpointError
 from rnnautomata.icl import figures, measures
 from rnnautomata.icl.config import GrokkingStudy
-from rnnautomata.icl.study import full_batch_descent, model_tensors
+from rnnautomata.loop import full_batch_descent, model_tensors
 from rnnautomata.models.mlp import TwoTokenMLP
 from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 

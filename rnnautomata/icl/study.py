@@ -1,4 +1,6 @@
-"""Run and track studies of kind "icl" and "grokking" (the CLI's entry points for them).
+"""The "icl" study (linear attention on in-context regression): its run and measures; and
+``run_study`` / ``track_run``, which run and track any icl-family study through its kind
+(:mod:`rnnautomata.studies`). The descent loop they share is :func:`rnnautomata.loop.full_batch_descent`.
 
     study = load_study(raw_toml_dict)                 # validate (ConfigError on problems)
     summary = run_study(study, Path("runs/x"), "cpu") # train, checkpoints, theory.json, figures
@@ -17,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,14 +26,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from rnnautomata.data.icl import InContextRegression, make_covariance
-from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
+from rnnautomata.errors import CheckpointError, ConfigError
 from rnnautomata.icl import algorithms, figures, measures, theory
-from rnnautomata.icl.config import GrokkingStudy, ICLClassificationStudy, ICLStudy, study_from_dict, study_to_toml
+from rnnautomata.icl.config import GrokkingStudy, ICLClassificationStudy, ICLStudy, study_from_dict
+from rnnautomata.loop import full_batch_descent, model_tensors, open_run, record_checkpoint  # re-exported
 from rnnautomata.models.linear_attention import LinearAttention, token_moments
-from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
-from rnnautomata.train import optimizer_tensors, restore_optimizer
+from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint
 
-__all__ = ["load_study", "run_study", "track_run", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors", "full_batch_descent"]
+__all__ = ["load_study", "run_study", "track_run", "read_study", "run_icl", "track_icl", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors", "full_batch_descent"]
 
 
 def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
@@ -40,133 +41,27 @@ def load_study(raw: dict) -> ICLStudy | GrokkingStudy:
     return study_from_dict(raw)
 
 
-def record_checkpoint(run: RunDir, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                      metadata: dict, records: list, saved: list) -> None:
-    """Save the weights (under their own names) and the optimizer state (``optimizer/...``) at
-    ``step``, append it to ``saved``, and bring metrics and manifest up to date."""
-    tensors = {**model.state_dict(), **optimizer_tensors(opt)}
-    save_checkpoint(run.checkpoint_path(step), tensors, {**metadata, "step": str(step)})
-    saved.append(step)
-    run.rewrite_metrics(records)
-    run.write_manifest(steps=saved)
-
-
-def full_batch_descent(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: torch.nn.Module,
-                       opt: torch.optim.Optimizer, train_loss, record, metadata, progress: bool) -> list[dict]:
-    """Gradient descent for ``study.train.epochs`` steps: the loop of icl, grokking and
-    icl_classification runs.
-
-    ``train_loss(step)`` -> ``(loss, forward)`` on the step's training data (the whole training set,
-    or a batch that depends only on the step, so a resumed run sees the same batches), ``forward`` being whatever
-    ``record`` needs from the same pass; ``record(step, loss, forward)`` -> the metrics row, every
-    ``train.eval_every`` steps (under no_grad); ``metadata(loss)`` -> the checkpoint's metadata, every
-    ``train.checkpoint_every`` steps and at the last. The folder is started or resumed by
-    :func:`open_run`. A non-finite loss marks the run failed, keeps its checkpoints and raises
-    :class:`TrainingError`. Returns the metrics rows, also written to metrics.jsonl.
-    """
-    t = study.train
-    records, saved = open_run(run, study, device, model, opt)  # resumes from the last checkpoint
-    start = saved[-1] if saved else 0
-    resumed = bool(saved)  # step `start` is already recorded and saved
-    bar = tqdm(total=t.epochs, initial=start, disable=not progress, desc=study.name, unit="step")
-    for step in range(start, t.epochs + 1):
-        loss, forward = train_loss(step)
-        if not torch.isfinite(loss):
-            run.rewrite_metrics(records)
-            run.write_manifest(status="failed", steps=saved)
-            raise TrainingError(
-                f"the training loss became {loss.item()} at step {step}; lower train.lr (now {t.lr}), "
-                f"e.g. --set train.lr={t.lr / 4:g}; checkpoints up to step {saved[-1] if saved else 0} are kept"
-            )
-        done_before = resumed and step == start
-        if step % t.eval_every == 0 and not done_before:
-            with torch.no_grad():
-                records.append(record(step, loss, forward))
-        if (step % t.checkpoint_every == 0 or step == t.epochs) and not done_before:
-            record_checkpoint(run, step, model, opt, metadata(loss), records, saved)
-        if step == t.epochs:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-    bar.close()
-    run.rewrite_metrics(records)
-    return records
-
-
-def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An icl/grokking checkpoint's weights, without its optimizer state."""
-    return {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
-
-
-def open_run(run: RunDir, study: ICLStudy | GrokkingStudy, device: str, model: torch.nn.Module,
-             opt: torch.optim.Optimizer) -> tuple[list[dict], list[int]]:
-    """Start the run directory, or resume the run of this very study found there.
-
-    Returns ``(records, saved)``: the metrics rows and checkpoint steps kept. When resuming, the
-    model and optimizer are loaded from the last checkpoint, so the rest of the run is the one an
-    uninterrupted run would have made. A folder holding a different study is an error: a rerun
-    never overwrites another run's checkpoints or mixes two runs in one folder.
-    """
-    records: list[dict] = []
-    saved = run.start_or_resume(study.kind, study_to_toml(study))
-    if saved:
-        tensors, _ = load_checkpoint(run.checkpoint_path(saved[-1]))
-        if saved[-1] > 0 and not any(k.startswith("optimizer/") for k in tensors) and _has_state(opt):
-            raise CheckpointError(f"{run.root} was written without optimizer state and cannot resume; "
-                                  "delete the folder (or use another --out) to start over")
-        try:
-            model.load_state_dict(model_tensors(tensors))
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint step {saved[-1]} in {run.root} does not fit the study's model "
-                                  f"({str(err).splitlines()[0]}); delete the folder to start over") from None
-        restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items()})
-        records = [r for r in run.read_metrics() if r.get("step", 0) <= saved[-1]]
-    run.rewrite_metrics(records)
-    run.write_manifest(kind=study.kind, name=study.name, status="running", device=device, steps=saved,
-                       total_steps=study.train.epochs)
-    return records, saved
-
-
-def _has_state(opt: torch.optim.Optimizer) -> bool:
-    """Whether the optimizer keeps per-parameter state (momentum, Adam moments) between steps."""
-    return not (isinstance(opt, torch.optim.SGD) and not opt.defaults.get("momentum"))
-
-
-def run_study(study: ICLStudy | GrokkingStudy, out_dir: Path, device: str = "cpu", progress: bool = True) -> dict:
-    """Train the study's model, write the run directory, and return a summary dict.
+def run_study(study: ICLStudy | GrokkingStudy | ICLClassificationStudy, out_dir: Path, device: str = "cpu",
+              progress: bool = True) -> dict:
+    """Train the study's model, write the run directory, and return a summary dict: the run of
+    its kind (``rnnautomata.studies.get_kind(study.kind).run``).
 
     Raises CheckpointError if another process is training into ``out_dir``."""
-    with RunDir(Path(out_dir)).locked():
-        if isinstance(study, GrokkingStudy):
-            from rnnautomata.icl import grokking
+    from rnnautomata.studies import get_kind
 
-            return grokking.run_grokking(study, Path(out_dir), device, progress)
-        if isinstance(study, ICLClassificationStudy):
-            from rnnautomata.icl import classification
-
-            return classification.run_classification(study, Path(out_dir), device, progress)
-        return _run_icl(study, Path(out_dir), device, progress)
+    return get_kind(study.kind).run(study, Path(out_dir), device=device, progress=progress)
 
 
 def track_run(out_dir: Path) -> dict:
-    """Compute the measures over a finished run's checkpoints; write measures.json and figures."""
-    run = RunDir(Path(out_dir))
-    run.read_manifest()
-    study = _read_study(run)
-    if isinstance(study, GrokkingStudy):
-        from rnnautomata.icl import grokking
+    """Compute the measures over a finished run's checkpoints; write measures.json and figures
+    (the ``track`` of the run's kind)."""
+    from rnnautomata.studies import run_kind
 
-        return grokking.track_grokking(study, run)
-    if isinstance(study, ICLClassificationStudy):
-        from rnnautomata.icl import classification
-
-        return classification.track_classification(study, run)
-    return _track_icl(study, run)
+    return run_kind(out_dir).track(Path(out_dir))
 
 
-def _read_study(run: RunDir) -> ICLStudy | GrokkingStudy:
+def read_study(run: RunDir) -> ICLStudy | GrokkingStudy | ICLClassificationStudy:
+    """The study of an icl / grokking / icl_classification run folder, from its study.toml."""
     if not run.study_path.is_file():
         raise CheckpointError(f"{run.root} has no study.toml; it was not written by `rnnautomata run`")
     try:
@@ -214,7 +109,8 @@ def _suite_predictions(setup: ICLSetup) -> dict[str, torch.Tensor]:
     return {name: f(setup.test).float() for name, f in suite.items()}
 
 
-def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
+def run_icl(study: ICLStudy, out: Path, device: str = "cpu", progress: bool = True) -> dict:
+    """Train a linear-attention ICL study into ``out`` (theory first, from the same initial weights); theory.json."""
     run = RunDir(out)
     setup = build_icl(study, device)
     model = setup.new_model()
@@ -247,7 +143,7 @@ def _run_icl(study: ICLStudy, out: Path, device: str, progress: bool) -> dict:
         atomic_write_text(run.root / "plateaus.md", _plateau_table(summary))
     _icl_figures(setup, records, pop, summary, run)
     run.write_manifest(status="complete", steps=run.steps())
-    _track_icl(study, run)   # measures.json and figures/measures.* (spectral rank, subspace stability)
+    track_icl(study, run)   # measures.json and figures/measures.* (spectral rank, subspace stability)
     return summary
 
 
@@ -358,7 +254,8 @@ def _icl_figures(setup: ICLSetup, records, pop, summary, run: RunDir) -> None:
     figures.save_figure(fig, run.figures_dir / "algorithms")
 
 
-def _track_icl(study: ICLStudy, run: RunDir) -> dict:
+def track_icl(study: ICLStudy, run: RunDir) -> dict:
+    """Spectral rank, subspace stability and "which algorithm" over the run's checkpoints; measures.json."""
     steps = run.steps()
     if not steps:
         raise CheckpointError(f"{run.root} has no checkpoints yet; run `rnnautomata run` first")

@@ -2,12 +2,16 @@
 
 A study kind is one file holding a :class:`StudyKind` subclass, plus one line in
 ``rnnautomata.studies.KINDS``; ``rnnautomata run | track | render | report | sweep`` dispatch
-through it. Only ``load`` and ``run`` are required; the other commands answer with a one-line
-error naming what the kind does instead.
+through it (docs/contracts.md, "Study kinds", has a worked example). Only ``load`` and ``run`` are
+required; the other commands answer with a one-line error naming what the kind does instead.
+
+The ``show_*`` methods print a command's result for the command line; the defaults print it as
+JSON, so a kind that has nothing better to say needs none of them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,16 +37,25 @@ class StudyKind:
         raise NotImplementedError
 
     def run(self, study: Any, out: Path, *, device: str | None = None, progress: bool = True,
-            render: bool = True) -> dict:
-        """Train (resuming a finished prefix in ``out``), measure, and write figures; a JSON-able summary."""
+            render: bool = True, **options) -> dict:
+        """Train (resuming a finished prefix in ``out``), measure, and write figures; a JSON-able summary.
+
+        ``options`` are command-line extras a kind may read (``jobs``: processes for tracking many
+        seeds); a kind ignores the ones it does not know. ``device`` None means the study's own or cpu.
+        """
         raise NotImplementedError
 
     def track(self, run_dir: Path, *, device: str | None = None, progress: bool = True, **options) -> dict:
-        """Recompute the per-checkpoint measures of a run from its checkpoints; JSON-able."""
+        """Recompute the per-checkpoint measures of a run from its checkpoints; JSON-able.
+
+        ``options``: the ``rnnautomata track`` flags the user gave (``merger``, ``epsilon_scale``,
+        ``nerode``, ``robust``, ``out_dir``, ``jobs``); a kind ignores the ones it does not know."""
         raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata track` does not apply to it")
 
-    def render(self, run_dir: Path, steps: Sequence[int] | None = None) -> list[Path]:
-        """Draw the run's figures; the paths written."""
+    def render(self, run_dir: Path, steps: Sequence[int | str] | None = None) -> list[Path]:
+        """Draw the run's figures; the paths written. ``steps``: draw only these checkpoints (a step,
+        ``"last"`` or ``"@K"``, as :meth:`rnnautomata.runs.RunDir.resolve_step` reads them), where the
+        kind draws per checkpoint."""
         raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata render` does not apply to it")
 
     def report(self, run_dir: Path) -> Path:
@@ -57,3 +70,14 @@ class StudyKind:
         """Figures across a sweep's finished runs of this kind (e.g. a joint trajectory PCA, K* vs N),
         written under ``sweep_dir / "figures"``; the paths written. Default: none."""
         return []
+
+    # --- the command line's view of the results ---------------------------------------------------
+    def show_run(self, summary: dict, out: Path) -> None:
+        """Print what ``rnnautomata run`` says after :meth:`run` returned ``summary``."""
+        print(json.dumps(summary, indent=1, default=str))
+        print(f"run directory: {out}")
+
+    def show_track(self, result: dict, run_dir: Path, *, as_json: bool = False, **options) -> None:
+        """Print what ``rnnautomata track`` says after :meth:`track` returned ``result``
+        (``as_json``: the user asked for ``--json``; ``options`` as given to :meth:`track`)."""
+        print(json.dumps(result, indent=1, default=str))
