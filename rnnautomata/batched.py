@@ -34,7 +34,6 @@ seeds at once. Figures: docs/benchmarks.md.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -46,10 +45,11 @@ from torch.nn import functional as F
 
 from rnnautomata.config import Study, study_to_toml
 from rnnautomata.data import make_task
-from rnnautomata.errors import CheckpointError, ConfigError, TrainingError
+from rnnautomata.errors import CheckpointError, ConfigError
+from rnnautomata.loop import Progress, Schedule, diverged, mark_failed, restore, run_steps
 from rnnautomata.models import RecurrentModel
 from rnnautomata.models.rnn import TIME_CHUNK
-from rnnautomata.runs import RunDir, atomic_write_text, load_checkpoint
+from rnnautomata.runs import RunDir, atomic_write_text
 from rnnautomata.train import (
     LONG_EVAL_LENGTH,
     EvalSet,
@@ -57,7 +57,6 @@ from rnnautomata.train import (
     write_checkpoint,
     make_optimizer,
     model_state,
-    restore_optimizer,
     build_eval_set,
     build_model,
     build_training_set,
@@ -659,7 +658,7 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
 
     model = BatchedRecurrent(models).to(dev)
     params = model.ordered_parameters()
-    opt = _optimizer_for(params, study)
+    opt = make_optimizer(params, study)  # elementwise, so per seed
     if resumed_from is not None:
         _set_stacked_optimizer_state(opt, params, [[o.state.get(p, {}) for p in m.parameters()] for m, o in zip(models, seed_opts)])
 
@@ -679,49 +678,43 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
             run.append_metrics(rec)
         return records
 
-    pending = [s for s in schedule if resumed_from is None or s > resumed_from]
+    checkpoints = Schedule(schedule, done=resumed_from)
     start = resumed_from or 0
-    bar = _progress(total, start, progress, f"{study.name} ×{len(seeds)}")
     check_every = 1 if dev.type == "cpu" else 25  # a NaN check syncs the GPU: batch it there
     flags: list[tuple[int, int, torch.Tensor]] = []
     records = None
-    try:
-        if pending and pending[0] == start:
-            records = save(start)
-            pending.pop(0)
-        step = start
-        for epoch in range(start // spe, study.train.epochs):
-            offset = step - epoch * spe
-            for i, rows in _epoch_rows(data.train_set, study.train.batch_size, seeds, epoch, dev)[offset:]:
-                step += 1
-                x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
-                y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
-                out, tgt = _run_supervised(model, x, y, study.task.target, data.start_output)
-                losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
-                flags.append((step, epoch, ~torch.isfinite(losses.detach())))
-                if len(flags) >= check_every or (pending and step == pending[0]):
-                    _check_finite(flags, seeds, runs, top, study)
-                    flags = []
-                opt.zero_grad(set_to_none=True)
-                losses.sum().backward()  # sum over seeds: each slice gets its own seed's gradient
-                if study.train.grad_clip is not None:
-                    _clip_per_seed(params, study.train.grad_clip)
-                opt.step()
-                if bar is not None:
-                    bar.update(1)
-                if pending and step == pending[0]:
-                    records = save(step)
-                    pending.pop(0)
-        _check_finite(flags, seeds, runs, top, study)
-    except KeyboardInterrupt:
-        done = _common_steps(runs)
-        raise TrainingError(
-            f"interrupted; checkpoints up to step {done[-1] if done else None} are kept for every seed: "
-            "rerun the same command to resume"
-        ) from None
-    finally:
-        if bar is not None:
-            bar.close()
+    epoch_steps: list = []  # the current epoch's (length index, rows (n, B)), one per step
+
+    def at(step: int) -> bool:
+        nonlocal records
+        if checkpoints.due(step):
+            records = save(step)
+        return False
+
+    def update(state: int) -> None:
+        nonlocal flags, epoch_steps
+        step, epoch = state + 1, state // spe
+        if state % spe == 0 or not epoch_steps:  # a new epoch (or the first step of a resumed run)
+            epoch_steps = _epoch_rows(data.train_set, study.train.batch_size, seeds, epoch, dev)
+        i, rows = epoch_steps[state - epoch * spe]
+        x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
+        y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
+        out, tgt = _run_supervised(model, x, y, study.task.target, data.start_output)
+        losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
+        flags.append((step, epoch, ~torch.isfinite(losses.detach())))
+        if len(flags) >= check_every or checkpoints.due(step):
+            _check_finite(flags, seeds, runs, top, study)
+            flags = []
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()  # sum over seeds: each slice gets its own seed's gradient
+        if study.train.grad_clip is not None:
+            _clip_per_seed(params, study.train.grad_clip)
+        opt.step()
+
+    run_steps(start, total, at=at, step=update, kept=lambda: _common_steps(runs),
+              resumed=resumed_from is not None, kept_where=" for every seed",
+              progress=Progress(total, start, progress, f"train {study.name} ×{len(seeds)}"))
+    _check_finite(flags, seeds, runs, top, study)
     for run in runs:
         run.write_manifest(status="complete")
     top.write_manifest(status="complete")
@@ -735,13 +728,6 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
     }
 
 
-def _optimizer_for(params: list[nn.Parameter], study: Study) -> torch.optim.Optimizer:
-    """The optimizer train._optimizer builds, over the stacked parameters (elementwise, so per seed)."""
-    if study.train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=study.train.lr)
-    return torch.optim.SGD(params, lr=study.train.lr, momentum=study.train.momentum)
-
-
 def _check_finite(flags: list, seeds: list[int], runs: list[RunDir], top: RunDir, study: Study) -> None:
     if not flags:
         return
@@ -753,16 +739,10 @@ def _check_finite(flags: list, seeds: list[int], runs: list[RunDir], top: RunDir
     which = [seeds[k] for k in bad[first].nonzero()[:, 0].tolist()]
     named = ", ".join(str(s) for s in which[:8]) + (f" and {len(which) - 8} more" if len(which) > 8 else "")
     done = _common_steps(runs)
-    error = f"non-finite loss at step {step} in seed {named}"
-    for s, run in zip(seeds, runs):
-        if s in which:
-            run.write_manifest(status="failed", error=f"non-finite loss at step {step}")
-    top.write_manifest(status="failed", error=error)
-    raise TrainingError(
-        f"loss became non-finite at step {step} (epoch {epoch}) in seed{'s' if len(which) > 1 else ''} {named}; "
-        f"checkpoints up to step {done[-1] if done else None} are kept for every seed; "
-        f"lower train.lr (now {study.train.lr}) or set train.grad_clip"
-    )
+    mark_failed([run for s, run in zip(seeds, runs) if s in which], f"non-finite loss at step {step}")
+    mark_failed([top], f"non-finite loss at step {step} in seed {named}")
+    raise diverged("non-finite", step, detail=f" (epoch {epoch}) in seed{'s' if len(which) > 1 else ''} {named}",
+                   lr=study.train.lr, kept=done[-1] if done else None, kept_where=" for every seed")
 
 
 def _common_steps(runs: list[RunDir]) -> list[int]:
@@ -789,9 +769,7 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
         if common:
             resumed_from = common[-1]
             for run, m, o in zip(runs, models, seed_opts):
-                tensors, _ = load_checkpoint(run.checkpoint_path(resumed_from))
-                m.load_state_dict(model_state(tensors))
-                restore_optimizer(o, tensors)
+                restore(run, resumed_from, m, o, weights=model_state)
                 run.restore_metrics(resumed_from)
     for run, st in zip(runs, studies):
         if not run.exists():
@@ -806,11 +784,3 @@ def _prepare_dirs(top: RunDir, runs, study, studies, models, seed_opts, spe, sch
         seed_dirs=[run.root.name for run in runs], steps_per_epoch=spe, schedule=schedule,
     )
     return resumed_from
-
-
-def _progress(total: int, initial: int, enabled: bool, name: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", file=sys.stderr, dynamic_ncols=True)

@@ -21,7 +21,6 @@ trainer (tests/test_train.py, test_batched.py, test_icl_study.py).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch

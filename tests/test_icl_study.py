@@ -111,7 +111,7 @@ def _checkpoint_files(run: Path) -> dict:
 def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch, raw):
     """Killed after its second checkpoint, a rerun resumes from it (weights, AdamW moments,
     metrics) and ends with checkpoints and metrics byte-identical to a run never interrupted."""
-    from rnnautomata.icl import study as mod  # full_batch_descent, the loop of both kinds
+    from rnnautomata import loop as mod  # full_batch_descent, the loop of both kinds
 
     study = load_study(raw)
     run_study(study, tmp_path / "whole", "cpu", progress=False)
@@ -125,7 +125,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(mod, "record_checkpoint", record_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingError, match=r"interrupted; checkpoints up to step \d+ are kept: rerun"):
         run_study(study, tmp_path / "cut", "cpu", progress=False)
     kept = _checkpoint_files(tmp_path / "cut")
     assert len(kept) == 2
