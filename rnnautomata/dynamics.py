@@ -36,7 +36,7 @@ from rnnautomata.runs import RunDir, atomic_write_json, file_digest
 from rnnautomata.train import load_model
 
 __all__ = ["DYNAMICS_FORMAT", "unsupervised_length", "successor_map", "merge_events", "phases", "finite_from", "verdicts",
-           "track", "read_dynamics"]
+           "track", "read_dynamics", "nerode_over_run"]
 
 DYNAMICS_FORMAT = "rnnautomata.dynamics/1"
 
@@ -469,3 +469,32 @@ def read_dynamics(run_dir: str | Path) -> dict:
         found = dyn.get("format") if isinstance(dyn, dict) else None
         raise CheckpointError(f"{path} has format {found!r}, expected {DYNAMICS_FORMAT!r}; rerun `rnnautomata track`")
     return dyn
+
+
+def nerode_over_run(
+    run_dir: str | Path,
+    merger: str | None = None,
+    epsilon_scale: float | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Merge precision, recall and distances at every checkpoint of a run.
+
+    Runs :func:`track` with ``nerode=True`` (same probes, same ε, same merger; nothing is written)
+    and collects the measures of :func:`rnnautomata.nerode.measure`.
+
+    Returns
+    -------
+    dict ``{"format": "rnnautomata.nerode/1", "task", "merger", "epsilon", "n_prefixes",
+    "checkpoints": [{"step", "epoch", **measure(...)}, ...]}``.
+    """
+    dyn = track(run_dir, merger=merger, epsilon_scale=epsilon_scale, device=device, progress=progress,
+                write=False, nerode=True)
+    return {
+        "format": "rnnautomata.nerode/1",
+        "task": dyn["task"],
+        "merger": dyn["merger"],
+        "epsilon": dyn["epsilon"],
+        "n_prefixes": dyn["n_prefixes"],
+        "checkpoints": [{"step": c["step"], "epoch": c["epoch"], **c["nerode"]} for c in dyn["checkpoints"]],
+    }

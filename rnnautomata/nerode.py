@@ -27,8 +27,6 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from rnnautomata.automata import Machine
@@ -39,7 +37,6 @@ __all__ = [
     "pair_counts",
     "distance_stats",
     "measure",
-    "nerode_over_run",
 ]
 
 
@@ -251,34 +248,3 @@ def measure(
     out = pair_counts(classes, labels)
     out["distance"] = distance_stats(probe_result.states, classes, epsilon, max_pairs, rng)
     return out
-
-
-def nerode_over_run(
-    run_dir: str | Path,
-    merger: str | None = None,
-    epsilon_scale: float | None = None,
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Merge precision, recall and distances at every checkpoint of a run.
-
-    Runs :func:`rnnautomata.dynamics.track` with ``nerode=True`` (same probes, same ε, same
-    merger; nothing is written) and collects the measures.
-
-    Returns
-    -------
-    dict ``{"format": "rnnautomata.nerode/1", "task", "merger", "epsilon", "n_prefixes",
-    "checkpoints": [{"step", "epoch", **measure(...)}, ...]}``.
-    """
-    from rnnautomata.dynamics import track  # here: nerode's measures are usable without the training stack
-
-    dyn = track(run_dir, merger=merger, epsilon_scale=epsilon_scale, device=device, progress=progress,
-                write=False, nerode=True)
-    return {
-        "format": "rnnautomata.nerode/1",
-        "task": dyn["task"],
-        "merger": dyn["merger"],
-        "epsilon": dyn["epsilon"],
-        "n_prefixes": dyn["n_prefixes"],
-        "checkpoints": [{"step": c["step"], "epoch": c["epoch"], **c["nerode"]} for c in dyn["checkpoints"]],
-    }

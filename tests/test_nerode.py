@@ -127,7 +127,9 @@ def test_measure_on_states_that_encode_the_truth():
 def test_nerode_over_run(tmp_path):
     study = study_from_dict(tiny_raw())
     train(study, tmp_path / "run", progress=False)
-    out = nerode.nerode_over_run(tmp_path / "run")
+    from rnnautomata.dynamics import nerode_over_run
+
+    out = nerode_over_run(tmp_path / "run")
     assert out["format"] == "rnnautomata.nerode/1" and out["task"] == "streaming_parity"
     assert out["n_prefixes"] == 31 and out["epsilon"] > 0
     assert len(out["checkpoints"]) >= 2
