@@ -248,6 +248,8 @@ class BatchedRecurrent(nn.Module):
         if not models:
             raise ValueError("BatchedRecurrent needs at least one model")
         first = models[0]
+        if getattr(first, "arch", None) not in _CELLS:
+            raise ValueError(f"BatchedRecurrent stacks recurrent models ({', '.join(_CELLS)}); got {type(first).__name__}")
         self.n_seeds = len(models)
         self.arch = first.arch
         self.n_symbols, self.n_outputs = first.n_symbols, first.n_outputs
@@ -313,16 +315,22 @@ class BatchedRecurrent(nn.Module):
 
     def _cell(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
         """One step for every seed: x_proj (n, B, G), state (n, B, S) -> (n, B, S)."""
+        return _CELLS[self.arch](self, x_proj, state, w_hh_t, b_hh)
+
+    def _elman(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+        pre = _baddbmm(x_proj + b_hh, state, w_hh_t)  # (n, B, H)
+        return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
+
+    def _gru(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
         H = self.hidden_size
-        if self.arch == "elman":
-            pre = _baddbmm(x_proj + b_hh, state, w_hh_t)  # (n, B, H)
-            return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
-        if self.arch == "gru":
-            h_proj = _baddbmm(b_hh.expand(-1, state.shape[1], -1), state, w_hh_t)  # (n, B, 3H)
-            r = torch.sigmoid(x_proj[..., :H] + h_proj[..., :H])  # (n, B, H)
-            z = torch.sigmoid(x_proj[..., H : 2 * H] + h_proj[..., H : 2 * H])  # (n, B, H)
-            cand = torch.tanh(x_proj[..., 2 * H :] + r * h_proj[..., 2 * H :])  # (n, B, H)
-            return cand + z * (state - cand)  # (1 - z) * cand + z * h
+        h_proj = _baddbmm(b_hh.expand(-1, state.shape[1], -1), state, w_hh_t)  # (n, B, 3H)
+        r = torch.sigmoid(x_proj[..., :H] + h_proj[..., :H])  # (n, B, H)
+        z = torch.sigmoid(x_proj[..., H : 2 * H] + h_proj[..., H : 2 * H])  # (n, B, H)
+        cand = torch.tanh(x_proj[..., 2 * H :] + r * h_proj[..., 2 * H :])  # (n, B, H)
+        return cand + z * (state - cand)  # (1 - z) * cand + z * h
+
+    def _lstm(self, x_proj: torch.Tensor, state: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+        H = self.hidden_size
         h, c = state[..., :H], state[..., H:]  # (n, B, H) each
         gates = _baddbmm(x_proj + b_hh, h, w_hh_t)  # (n, B, 4H): i, f, g, o
         i, f = torch.sigmoid(gates[..., :H]), torch.sigmoid(gates[..., H : 2 * H])
@@ -446,6 +454,10 @@ class BatchedRecurrent(nn.Module):
 
 
 # --- losses and evaluation, per seed ------------------------------------------------------------
+#: recurrent arch -> the batched step of its cell (the archs of rnnautomata.models.RECURRENT_CELLS)
+_CELLS = {"elman": BatchedRecurrent._elman, "gru": BatchedRecurrent._gru, "lstm": BatchedRecurrent._lstm}
+
+
 def per_seed_loss(out: torch.Tensor, target: torch.Tensor, kind: str, n_outputs: int) -> torch.Tensor:
     """Each seed's mean loss: out (n, ..., O), target (n, ...) long -> (n,).
 

@@ -201,11 +201,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from rnnautomata.data import TASKS
+    from rnnautomata.data import describe, task_names
 
     print("tasks (task.name in a study):")
-    for name in sorted(TASKS):
-        print(f"  {name:<22} {TASKS[name][1]}")
+    for name in task_names():
+        print(f"  {name:<22} {describe(name)}")
     from rnnautomata.studies import get_kind, kind_names, shipped_studies
 
     print("study kinds (kind in a study):")

@@ -27,6 +27,8 @@ else:  # pragma: no cover
 from rnnautomata.data import TASK_FIELDS, TASKS
 from rnnautomata.errors import ConfigError
 from rnnautomata.fields import build_section, coerce_field, show_value
+from rnnautomata.merge import MERGERS
+from rnnautomata.models import MODELS
 
 __all__ = [
     "TaskConfig",
@@ -158,7 +160,8 @@ class ExtractConfig:
 @dataclass(frozen=True)
 class Study:
     name: str = "study"                       # run name (default output folder runs/<name>)
-    kind: str = "automata"                    # "automata" (this file) or "icl" (rnnautomata.icl.config)
+    kind: str = "automata"                    # always "automata" here; the other kinds (rnnautomata.studies.KINDS)
+                                              # read their own config (e.g. rnnautomata.icl.config)
     seed: int = 0                             # one seed for init, data order and evaluation strings
     seeds: tuple[int, ...] | None = None      # train these seeds together as one batched model, each into
                                               # <out>/seed_XXXX/ (rnnautomata.batched); None = just `seed`
@@ -173,7 +176,7 @@ _SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "pr
 _CHOICES = {
     "task.train_set": ("enumerate", "sample"),
     "task.target": ("last", "all"),
-    "model.arch": ("elman", "gru", "lstm", "transformer"),
+    "model.arch": tuple(MODELS),
     "model.transformer.positional": ("none", "learned", "sinusoidal", "rope"),
     "model.nonlinearity": ("relu", "tanh"),
     "model.init": ("xavier_normal", "xavier_uniform", "normal", "default"),
@@ -182,7 +185,7 @@ _CHOICES = {
     "probe.mode": ("enumerate", "sample"),
     "probe.lstm_state": ("h", "c", "hc"),
     "probe.metric": ("euclidean", "cosine"),
-    "extract.merger": ("leader", "single_linkage", "kmeans"),
+    "extract.merger": tuple(MERGERS),
     "kind": ("automata",),
 }
 _POSITIVE = {
@@ -402,8 +405,6 @@ def _cross_check(study: Study) -> None:
         raise ConfigError("extract.merger = 'kmeans' needs extract.n_clusters")
     if study.probe.mode == "enumerate" and study.probe.depth > 22:
         raise ConfigError(f"probe.depth = {study.probe.depth} enumerates too many prefixes; use probe.mode = 'sample'")
-    if study.model.arch != "elman" and study.model.nonlinearity != "relu" and study.model.nonlinearity != "tanh":
-        raise ConfigError("model.nonlinearity applies to elman only")  # pragma: no cover
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:

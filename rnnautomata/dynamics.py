@@ -30,7 +30,7 @@ from rnnautomata.config import study_from_dict, read_toml
 from rnnautomata.congruence import congruence
 from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine, fidelity
-from rnnautomata.merge import epsilon_from_states, make_merger
+from rnnautomata.merge import epsilon_from_states, merger_for, uses_epsilon
 from rnnautomata.probe import ProbeResult, prefix_tree, prefix_tree_from_strings, probe, state_view
 from rnnautomata.runs import RunDir, atomic_write_json, file_digest
 from rnnautomata.train import load_model
@@ -346,7 +346,6 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
     if epsilon is None:
         scale = epsilon_scale if epsilon_scale is not None else study.extract.epsilon_scale
         epsilon = float(epsilon_from_states([p.result.states for p in probed], scale=scale))
-    params = {"n_clusters": study.extract.n_clusters, "random_state": study.seed} if merger_name == "kmeans" else {"epsilon": epsilon}
 
     metrics = {r["step"]: r for r in run.read_metrics()}
     with_nerode = study.extract.nerode if nerode is None else nerode
@@ -361,7 +360,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
         iterator = tqdm(probed, desc="extract", unit="ckpt")
     unsupervised_below = unsupervised_length(study)
     for p in iterator:
-        labels = make_merger(merger_name, **params).fit(p.result.states).labels_
+        labels = merger_for(merger_name, study.extract, epsilon, study.seed).fit(p.result.states).labels_
         ext = extract_machine(p.result, labels, task.alphabet, task.outputs, unsupervised_below)
         minimal = ext.machine.minimize()
         m = metrics.get(p.step, {})
@@ -381,7 +380,7 @@ def _track(run_dir, merger, epsilon_scale, epsilon, device, progress, write, ner
         }
         if with_nerode:
             entry["nerode"] = nerode_measure(
-                task.machine, p.result, labels, epsilon=None if merger_name == "kmeans" else epsilon,
+                task.machine, p.result, labels, epsilon=epsilon if uses_epsilon(merger_name) else None,
                 max_pairs=20_000, rng=np.random.default_rng((study.seed, p.step)),
             )
         if prev_labels is not None:

@@ -25,9 +25,12 @@ through a path of epsilon-steps. Leader groups also depend on the row order; com
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from rnnautomata.errors import ConfigError
 
 __all__ = [
     "MERGERS",
@@ -36,6 +39,8 @@ __all__ = [
     "SingleLinkageMerger",
     "epsilon_from_states",
     "make_merger",
+    "merger_for",
+    "uses_epsilon",
 ]
 
 
@@ -391,9 +396,24 @@ def make_merger(name: str, **params):
 
     Raises
     ------
-    ValueError
+    ConfigError (a ValueError)
         If `name` is not in MERGERS.
     """
     if name not in MERGERS:
-        raise ValueError(f"unknown merger {name!r}; known mergers: {', '.join(sorted(MERGERS))}")
+        raise ConfigError(f"unknown merger {name!r}; known mergers: {', '.join(sorted(MERGERS))}")
     return MERGERS[name](**params)
+
+
+def uses_epsilon(name: str) -> bool:
+    """Whether the merger registered as `name` merges within a radius ε (k-means does not)."""
+    if name not in MERGERS:
+        make_merger(name)  # the one-line error naming the known mergers
+    return "epsilon" in inspect.signature(MERGERS[name]).parameters
+
+
+def merger_for(name: str, extract, epsilon: float, seed: int):
+    """The merger `name` as a study's ``[extract]`` section sets it up: radius ``epsilon`` for the
+    ε mergers; ``extract.n_clusters`` clusters seeded by the study's ``seed`` for k-means."""
+    if uses_epsilon(name):
+        return make_merger(name, epsilon=epsilon)
+    return make_merger(name, n_clusters=extract.n_clusters, random_state=seed)

@@ -157,7 +157,9 @@ def _check_value(key: str, value: Any) -> None:
             raise ConfigError(f"{key} must be positive (got {value!r})")
 
 
-_KINDS = {"icl": ICLStudy, "grokking": GrokkingStudy, "icl_classification": ICLClassificationStudy}
+#: kind -> its study dataclass (each names its kind once, in its ``kind`` field; rnnautomata.studies.KINDS
+#: registers each kind's StudyKind)
+_KINDS = {cls.kind: cls for cls in (ICLStudy, GrokkingStudy, ICLClassificationStudy)}
 _SECTIONS = ("data", "model", "train", "measures")
 
 

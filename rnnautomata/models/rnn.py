@@ -11,17 +11,21 @@ Inputs are one-hot symbols; the readout is linear.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rnnautomata.config import ModelConfig
+from rnnautomata.models import RECURRENT_CELLS
 from rnnautomata.models.base import SequenceModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rnnautomata.config import ModelConfig
 
 __all__ = ["RecurrentModel", "build_recurrent", "ARCHS"]
 
-ARCHS = {"elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+ARCHS = {arch: getattr(nn, cell) for arch, cell in RECURRENT_CELLS.items()}  # {"elman": nn.RNN, ...}
 
 
 TIME_CHUNK = 512  # symbols per recurrent-kernel call in forward_last (long strings)
