@@ -73,3 +73,50 @@ def test_merger_for_builds_each_merger_from_extract(name):
     labels = merger.fit([[0.0], [0.1], [5.0]]).labels_
     assert labels.tolist() == [0, 0, 1]
     assert uses_epsilon(name) == (name != "kmeans")
+
+
+# --- a new kind: one file (here, this module) and one registry line; no change to the cli ----------
+class LineFitKind(StudyKind):
+    """docs/contracts.md's worked example, checked: fit w in y = 2x by gradient descent."""
+
+    name = "line_fit"
+    description = "fit y = 2x by gradient descent"
+
+    def load(self, raw: dict) -> dict:
+        from rnnautomata.errors import ConfigError
+
+        unknown = set(raw) - {"kind", "name", "lr", "steps"}
+        if unknown:
+            raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in the study; allowed: name, lr, steps")
+        return {"name": raw.get("name", "line_fit"), "lr": raw.get("lr", 0.1), "steps": raw.get("steps", 100)}
+
+    def run(self, study, out, *, device=None, progress=True, render=True, **options) -> dict:
+        from pathlib import Path
+
+        from rnnautomata.runs import RunDir, atomic_write_json
+
+        run, w = RunDir(Path(out)), 0.0
+        run.start_or_resume(self.name, f"lr = {study['lr']}\nsteps = {study['steps']}\n")
+        run.write_manifest(kind=self.name, name=study["name"], status="running")
+        for _ in range(study["steps"]):
+            w -= study["lr"] * 2 * (w - 2.0)
+        atomic_write_json(run.root / "summary.json", {"w": w})
+        run.write_manifest(status="complete")
+        return {"w": w}
+
+
+def test_a_new_kind_is_one_file_and_one_registry_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setitem(KINDS, "line_fit", f"{__name__}:LineFitKind")
+    study = tmp_path / "fit.toml"
+    study.write_text('kind = "line_fit"\nlr = 0.25\nsteps = 40\n')
+    assert main(["run", str(study), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[: out.index("run directory")])["w"] == pytest.approx(2.0)  # (1 - 0.5)^40 from 2
+    assert main(["run", str(study), "--set", "oops=1", "--out", str(tmp_path / "r2")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unknown key 'oops' in the study; allowed: name, lr, steps"]
+    assert main(["report", str(tmp_path / "r")]) == 2  # the kind has no report: one line naming the command
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'r'} is a 'line_fit' run; `rnnautomata report` does not apply to it"]
