@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-import rnnautomata.batched as batched  # imported before any patching: it binds train's _checkpoint
+import rnnautomata.batched as batched  # imported before any patching: it binds train's write_checkpoint
 import rnnautomata.dynamics as dynamics
 import rnnautomata.train as train_mod
 from rnnautomata.automata import Machine
@@ -116,7 +116,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_patched(dynamics, "load_model", lambda f: _timed("track: load checkpoints", f)))
         stack.enter_context(_patched(dynamics, "probe", lambda f: _timed("track: probe", f)))
-        stack.enter_context(_patched(dynamics, "make_merger", lambda f: lambda *a, **k: _TimedMerger(f(*a, **k))))
+        stack.enter_context(_patched(dynamics, "merger_for", lambda f: lambda *a, **k: _TimedMerger(f(*a, **k))))
         stack.enter_context(_patched(dynamics, "extract_machine", lambda f: _timed("track: extract", f)))
         stack.enter_context(_patched(Machine, "minimize", lambda f: _timed("track: minimize", f)))
         stack.enter_context(_patched(Machine, "save", lambda f: _timed("track: write machines", f)))

@@ -29,6 +29,16 @@ def _check_out(out: Path) -> None:
             return
 
 
+def _accepted(method, options: dict) -> dict:
+    """The ``options`` that a kind's ``method`` takes (all of them when it takes ``**options``)."""
+    import inspect
+
+    params = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params}
+
+
 def cmd_run(args) -> int:
     from rnnautomata.config import apply_overrides, check_study_name, read_toml
     from rnnautomata.studies import find_study, get_kind, kind_of, resolve_relative_paths
@@ -42,7 +52,7 @@ def cmd_run(args) -> int:
     args.out_dir = out  # named by main() when a write fails without naming its file
     _check_out(out)
     kind = get_kind(kind_of(raw, study_file))
-    options = {"jobs": args.jobs} if args.jobs else {}
+    options = _accepted(kind.run, {"jobs": args.jobs} if args.jobs else {})
     summary = kind.run(kind.load(raw), out, device=args.device, progress=not args.quiet, render=not args.no_render,
                        **options)
     kind.show_run(summary, out)
@@ -148,7 +158,7 @@ def cmd_track(args) -> int:
     kind = run_kind(args.run)
     given = {"merger": args.merger, "epsilon_scale": args.epsilon_scale, "nerode": args.nerode or None,
              "robust": False if args.no_robust else None, "out_dir": args.out, "jobs": args.jobs}
-    options = {k: v for k, v in given.items() if v is not None}
+    options = _accepted(kind.track, {k: v for k, v in given.items() if v is not None})
     result = kind.track(Path(args.run), device=args.device, progress=not args.quiet, **options)
     kind.show_track(result, Path(args.run), as_json=args.json, **options)
     return 0
