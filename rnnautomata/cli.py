@@ -1,6 +1,7 @@
 """Command line: ``rnnautomata run | sweep | extract | track | render | report | tasks``.
 
-This is the one module that wires the whole flow together. User errors (bad study, unknown task,
+This is the one module that wires the whole flow together; ``run | track | render | report`` go to the
+study's kind (:mod:`rnnautomata.studies`), so a new kind needs no change here. User errors (bad study, unknown task,
 corrupt checkpoint, diverging run, a bad command-line argument, an output folder that cannot be
 written) print one line ``error: ...`` and exit with status 2.
 """
@@ -18,6 +19,7 @@ from rnnautomata import __version__
 from rnnautomata.errors import CheckpointError, ConfigError, RnnAutomataError
 
 __all__ = ["main", "build_parser"]
+
 
 def _check_out(out: Path) -> None:
     """Refuse an output folder that is, or lies under, an existing file (before any training)."""
