@@ -78,6 +78,24 @@ def test_a_learned_table_refuses_longer_strings():
     _random("sinusoidal").prefix_states(torch.zeros(1, 40, dtype=torch.long))  # no table, any length
 
 
+def test_probing_beyond_a_learned_table_is_a_one_line_error():
+    """A prefix tree deeper than the learned positions (here 16): the error names the field."""
+    model = _random("learned")
+    probe(model, prefix_tree(2, 16))  # the table's last row: fine
+    with pytest.raises(ConfigError) as err:
+        probe(model, prefix_tree(2, 17))
+    assert "model.transformer.max_length = 16" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_state_layer_the_model_lacks_is_a_one_line_error():
+    from rnnautomata.probe import state_view
+
+    with pytest.raises(ValueError) as err:
+        state_view(_random("rope"), prefix_tree(2, 3), state="resid_mid.2")
+    assert "probe.state = 'resid_mid.2' names block 2 but the model has 2" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 # --- hand-set weights: known answers ----------------------------------------------------------
 
 def _zeroed(d_model, positional, max_length=64):
@@ -182,6 +200,8 @@ def test_transformer_study_round_trips_and_registry_matches_the_config():
     (_raw({"d_model": 10, "n_heads": 3}), "model.transformer.d_model (10) is not a multiple of n_heads (3)"),
     (_raw({"d_model": 6, "n_heads": 2, "positional": "rope"}), "needs an even head width"),
     (_raw({"max_length": 12}), "task.test_lengths = 20 is longer than model.transformer.max_length = 12"),
+    ({**_raw({"max_length": 24}), "probe": {"depth": 30}}, "probe.depth = 30 (its checks read strings of 31) is longer than model.transformer.max_length = 24"),
+    ({**_raw(), "probe": {"state": "resid_pre.2"}}, "probe.state = 'resid_pre.2' names block 2 but the model has 2"),
     (_raw({"layers": 2}), "unknown field model.transformer.layers"),
     (_raw({"n_layers": 0}), "model.transformer.n_layers must be positive"),
     (_raw(hidden_size=8), "model.hidden_size applies to recurrent archs only"),
