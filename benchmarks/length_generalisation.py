@@ -47,7 +47,7 @@ def protocol_overrides(epochs: int, samples: int, depth: int) -> list[str]:
         f"task.train_min_length={TRAIN_LENGTHS[0]}", f"task.train_max_length={TRAIN_LENGTHS[1]}",
         'task.train_set="sample"', f"task.train_samples={samples}",
         "task.val_length=60", "task.test_lengths=[100]", "task.test_samples=32",
-        f"train.epochs={epochs}", f"train.checkpoint_every={max(1, epochs // 2)}", "train.early_checkpoints=2",
+        f"train.epochs={epochs}", f"train.checkpoint_every={max(1, epochs // 2)}", "train.early_checkpoints=0",
         "train.batch_size=64", "train.eval_every=1",
         f"probe.depth={depth}", "extract.check_length=50",
     ]

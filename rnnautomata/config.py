@@ -353,9 +353,6 @@ def _check_transformer(study: Study) -> None:
                           "change one or set d_head")
     if tc.positional == "rope" and d_head % 2:
         raise ConfigError(f"model.transformer.positional = 'rope' needs an even head width (d_head = {d_head})")
-    if study.seeds is not None:
-        raise ConfigError("seeds = [...] trains recurrent archs only (model.arch = 'transformer'); "
-                          "run one study per seed")
     if tc.positional == "learned":
         field_name, value, length = _longest_string(study)
         if length > tc.max_length:

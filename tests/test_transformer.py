@@ -205,13 +205,17 @@ def test_transformer_study_round_trips_and_registry_matches_the_config():
     (_raw({"layers": 2}), "unknown field model.transformer.layers"),
     (_raw({"n_layers": 0}), "model.transformer.n_layers must be positive"),
     (_raw(hidden_size=8), "model.hidden_size applies to recurrent archs only"),
-    ({**_raw(), "seeds": [0, 1]}, "seeds = [...] trains recurrent archs only"),
     (tiny_raw(model={"arch": "gru", "transformer": {"d_model": 8}}), "[model.transformer] applies to model.arch"),
 ])
 def test_bad_transformer_configs_are_one_line_errors(raw, message):
     with pytest.raises(ConfigError) as err:
         study_from_dict(raw)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_seeds_are_allowed_for_a_transformer():
+    """Many seeds of a transformer train as one stacked model (rnnautomata.stacked; tests/test_stacked.py)."""
+    assert study_from_dict({**_raw(), "seeds": [0, 1]}).seeds == (0, 1)
 
 
 def test_shipped_transformer_study_loads():
