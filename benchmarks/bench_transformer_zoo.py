@@ -42,27 +42,45 @@ TASKS = ["streaming_parity", "mod3_counting", "tomita1", "tomita2", "tomita4", "
 POSITIONALS = ["none", "learned", "sinusoidal", "rope"]
 
 
+def protocol_study(task: str, positional: str, overrides: list[str], test_length: int, seeds: list[int] | None = None,
+                   seed: int = 0):
+    """`tasks/<task>_transformer.toml` with the positional encoding, seed(s) and overrides set (a learned
+    positional table long enough for the scored strings)."""
+    from rnnautomata.config import load_study
+
+    sets = [f'model.transformer.positional="{positional}"', f"seed={seed}", *overrides]
+    if seeds is not None:
+        sets.append(f"seeds={list(seeds)}")
+    if positional == "learned":
+        sets.append(f"model.transformer.max_length={max(64, test_length)}")
+    return load_study(ROOT / "tasks" / f"{task}_transformer.toml", sets)
+
+
 def run_one(task: str, positional: str, seed: int, overrides: list[str], work: str, test_length: int,
             n_strings: int) -> dict:
     """Train, track and score one (task, positional, seed); returns one row of the table."""
     import torch
 
     torch.set_num_threads(1)
-    from rnnautomata.config import load_study
-    from rnnautomata.dynamics import track
-    from rnnautomata.extract import network_outputs
-    from rnnautomata.train import load_model, train
+    from rnnautomata.train import train
 
-    sets = [f'model.transformer.positional="{positional}"', f"seed={seed}", *overrides]
-    if positional == "learned":
-        sets.append(f"model.transformer.max_length={max(64, test_length)}")
-    study = load_study(ROOT / "tasks" / f"{task}_transformer.toml", sets)
+    study = protocol_study(task, positional, overrides, test_length, seed=seed)
     out = Path(work) / f"{task}_{positional}_{seed}"
     t0 = time.perf_counter()
     train(study, out, progress=False)
+    return score_run(out, task, positional, seed, test_length, n_strings, t0)
+
+
+def score_run(out: Path, task: str, positional: str, seed: int, test_length: int, n_strings: int, t0: float) -> dict:
+    """Track a trained run folder and score its final checkpoint: one row of the table."""
+    from rnnautomata.dynamics import track
+    from rnnautomata.extract import network_outputs
+    from rnnautomata.train import load_model
+
     dyn = track(out, progress=False)
     seconds = time.perf_counter() - t0
     model, info = load_model(out)
+    study = info["study"]
     truth = info["task"].machine
     rng = np.random.default_rng((seed, 7_000_003))
     symbols = rng.integers(0, truth.n_symbols, size=(n_strings, test_length))  # (B, T)

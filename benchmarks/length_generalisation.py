@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_transformer_zoo import POSITIONALS, TASKS, print_table, run_one, summarise  # noqa: E402
+from bench_transformer_zoo import POSITIONALS, TASKS, print_table, protocol_study, score_run, summarise  # noqa: E402
 
 TRAIN_LENGTHS = (1, 40)  # Delétang et al.: train on lengths 1..40
 TEST_LENGTH = 500  # ... score the mean accuracy over lengths 41..500
@@ -48,9 +48,24 @@ def protocol_overrides(epochs: int, samples: int, depth: int) -> list[str]:
         'task.train_set="sample"', f"task.train_samples={samples}",
         "task.val_length=60", "task.test_lengths=[100]", "task.test_samples=32",
         f"train.epochs={epochs}", f"train.checkpoint_every={max(1, epochs // 2)}", "train.early_checkpoints=0",
-        "train.batch_size=64", "train.eval_every=1",
+        "train.batch_size=64", "train.eval_every=1", "extract.check_strings=64", "extract.refine_rounds=2",
         f"probe.depth={depth}", "extract.check_length=50",
     ]
+
+
+def run_seeds(task: str, positional: str, seeds: list[int], overrides: list[str], work: str, n_strings: int) -> list[dict]:
+    """Train the seeds of one (task, positional) as one stacked model (rnnautomata.stacked), then track
+    and score each seed's folder; one row per seed."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rnnautomata.batched import seed_dir, train_seeds
+
+    study = protocol_study(task, positional, overrides, TEST_LENGTH, seeds=seeds)
+    out = Path(work) / f"{task}_{positional}"
+    t0 = time.perf_counter()
+    train_seeds(study, out, progress=False)
+    return [score_run(seed_dir(out, s), task, positional, s, TEST_LENGTH, n_strings, t0) for s in seeds]
 
 
 def main() -> None:
@@ -67,16 +82,17 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write every run's row here")
     args = parser.parse_args()
     overrides = protocol_overrides(args.epochs, args.samples, args.depth) + args.set
-    combos = [(t, p, s) for t in args.tasks for p in args.positionals for s in args.seeds]
-    print(f"load average {os.getloadavg()[0]:.2f}; {len(combos)} runs, {args.jobs} at once; overrides {overrides}")
+    combos = [(t, p) for t in args.tasks for p in args.positionals]
+    print(f"load average {os.getloadavg()[0]:.2f}; {len(combos)} × {len(args.seeds)} seeds (each combination's seeds "
+          f"as one stacked model), {args.jobs} at once; overrides {overrides}")
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, t, p, s, overrides, work, TEST_LENGTH, args.strings) for t, p, s in combos]
-        for f in futures:
-            r = f.result()
+        futures = [pool.submit(run_seeds, t, p, args.seeds, overrides, work, args.strings) for t, p in combos]
+        for r in (r for f in futures for r in f.result()):
             rows.append(r)
-            print(f"  {r['task']:>16} {r['positional']:>10} seed {r['seed']}: {r['seconds']:.1f} s, loss "
+            print(f"  {r['task']:>16} {r['positional']:>10} seed {r['seed']}: {r['seconds']:.1f} s (its seeds' training + "
+                  f"its own tracking), loss "
                   f"{r['train_loss']:.3f}, ε-free {r['robust_states']} states, = truth {r['equivalent']}, acc in "
                   f"{r['acc_in']:.3f} beyond {r['acc_beyond']:.3f} (live {r['acc_in_live']:.3f} / "
                   f"{r['acc_beyond_live']:.3f})", flush=True)
