@@ -57,7 +57,7 @@ def protocol_study(task: str, positional: str, overrides: list[str], test_length
 
 
 def run_one(task: str, positional: str, seed: int, overrides: list[str], work: str, test_length: int,
-            n_strings: int) -> dict:
+            n_strings: int, lstar: bool = False) -> dict:
     """Train, track and score one (task, positional, seed); returns one row of the table."""
     import torch
 
@@ -68,11 +68,13 @@ def run_one(task: str, positional: str, seed: int, overrides: list[str], work: s
     out = Path(work) / f"{task}_{positional}_{seed}"
     t0 = time.perf_counter()
     train(study, out, progress=False)
-    return score_run(out, task, positional, seed, test_length, n_strings, t0)
+    return score_run(out, task, positional, seed, test_length, n_strings, t0, lstar)
 
 
-def score_run(out: Path, task: str, positional: str, seed: int, test_length: int, n_strings: int, t0: float) -> dict:
-    """Track a trained run folder and score its final checkpoint: one row of the table."""
+def score_run(out: Path, task: str, positional: str, seed: int, test_length: int, n_strings: int, t0: float,
+              lstar: bool = False) -> dict:
+    """Track a trained run folder and score its final checkpoint: one row of the table. With
+    `lstar`, also AALpy's L* on the final network against its ε-free machine (rnnautomata.lstar.cross_check)."""
     from rnnautomata.dynamics import track
     from rnnautomata.extract import network_outputs
     from rnnautomata.train import load_model
@@ -89,7 +91,20 @@ def score_run(out: Path, task: str, positional: str, seed: int, test_length: int
     correct_live = network_outputs(model, live) == truth.output_sequence(live)  # (B, T)
     L = study.task.train_max_length
     last, final = dyn["checkpoints"][-1], dyn["final"]
-    return {
+    checked = {}
+    if lstar:
+        from rnnautomata.automata import Machine
+        from rnnautomata.lstar import cross_check
+        from rnnautomata.runs import RunDir
+
+        white = Machine.load(RunDir(out).robust_automaton_path(final["step"]))
+        c = cross_check(model, white, oracle="state_prefix", oracle_params={"walks_per_state": 50, "walk_len": 15},
+                        max_seconds=60, max_learning_rounds=10)
+        checked = {"lstar_states": c.lstar.n_states, "lstar_agrees": c.agree,
+                   "lstar_disagreement": None if c.agree else "".join(c.shortest_disagreement),
+                   "lstar_network_sides_with": c.network_sides_with,
+                   "lstar_equivalent_to_truth": c.lstar.machine.equivalent(truth)[0]}
+    return {**checked,
         "task": task, "positional": positional, "seed": seed, "seconds": seconds,
         "train_loss": last["train_loss"], "epsilon_states": last["n_states"], "epsilon_states_min": last["n_states_min"],
         "finite": last["finite"], "congruence": last["congruence"],
@@ -159,6 +174,18 @@ def print_table(summary: list[dict]) -> None:
               f"| {s['acc_in_live']:.3f} / {s['acc_beyond_live']:.3f} | {s['equivalent']}/{s['seeds']} | {cex} |")
 
 
+def print_lstar(rows: list[dict]) -> None:
+    """One line per run: L* (black box) against the ε-free machine (white box)."""
+    print("| task | positional | seed | ε-free states | ε-free = truth | L* states | L* = truth | L* = ε-free | "
+          "shortest disagreement | network sides with |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cex = "—" if r["lstar_agrees"] else f"`{r['lstar_disagreement'] or 'ε'}`"
+        print(f"| {r['task']} | {r['positional']} | {r['seed']} | {r['robust_states']} | {'yes' if r['equivalent'] else 'no'} "
+              f"| {r['lstar_states']} | {'yes' if r['lstar_equivalent_to_truth'] else 'no'} "
+              f"| {'yes' if r['lstar_agrees'] else 'no'} | {cex} | {r['lstar_network_sides_with'] or '—'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
@@ -170,6 +197,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each on one torch thread)")
     parser.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     parser.add_argument("--json", default=None, help="also write every run's row here")
+    parser.add_argument("--lstar", action="store_true", help="also cross-check each final network with L* (AALpy)")
     args = parser.parse_args()
     combos = [(t, p, s) for t in args.tasks for p in args.positionals for s in args.seeds]
     print(f"load average {os.getloadavg()[0]:.2f}; {len(combos)} runs, {args.jobs} at once; overrides {args.set}")
@@ -177,7 +205,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or tmp
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, t, p, s, args.set, work, args.test_length, args.strings) for t, p, s in combos]
+            futures = [pool.submit(run_one, t, p, s, args.set, work, args.test_length, args.strings, args.lstar)
+                       for t, p, s in combos]
             rows = []
             for f in futures:
                 r = f.result()
@@ -187,6 +216,8 @@ def main() -> None:
                       f"beyond {r['acc_beyond']:.3f}", flush=True)
     summary = summarise(rows)
     print_table(summary)
+    if args.lstar:
+        print_lstar(rows)
     print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -387,3 +387,37 @@ def test_track_with_state_options(tmp_path):
     train(study, tmp_path / "r", progress=False)
     dyn = track(tmp_path / "r", progress=False)
     assert all(c["robust"]["n_states"] >= 1 and 0 <= c["congruence"] <= 1 for c in dyn["checkpoints"])
+
+
+def _first_difference(a: Machine, b: Machine, depth: int = 5):
+    """Brute force: the shortest (then lexicographically first) string up to `depth` on which the
+    two machines' outputs differ, as labels; None if none does."""
+    import itertools
+
+    for n in range(depth + 1):
+        for word in itertools.product(range(len(a.alphabet)), repeat=n):
+            if a.outputs[a.output_of(list(word))] != b.outputs[b.output_of(list(word))]:
+                return tuple(a.alphabet[i] for i in word)
+    return None
+
+
+def test_lstar_cross_check_against_the_white_box_machine():
+    """L* on the hand-set first-symbol transformer agrees with its extracted machine; against a
+    wrong white box (the last-symbol machine) the shortest disagreement is brute force's, "01",
+    where the network sides with L*."""
+    pytest.importorskip("aalpy")
+    from rnnautomata.lstar import cross_check
+
+    task, model = first_symbol(), first_symbol_transformer()
+    params = {"oracle": "state_prefix", "oracle_params": {"walks_per_state": 20, "walk_len": 8}, "max_seconds": 30}
+    white = extract_robust(model, prefix_tree(2, 5), task.alphabet, task.outputs).machine
+    check = cross_check(model, white, **params)
+    assert check.agree and check.shortest_disagreement is None and check.network_sides_with is None
+    assert check.lstar.machine.equivalent(task.machine)[0] and check.white_box_states == 3
+
+    last = Machine(alphabet=("0", "1"), outputs=task.outputs, transitions=np.array([[1, 2]] * 3),
+                   output_of_state=np.array([0, 0, 1]))
+    wrong = cross_check(model, last, **params)
+    assert not wrong.agree
+    assert wrong.shortest_disagreement == _first_difference(last, task.machine) == ("0", "1")
+    assert wrong.outputs_on_it == ("accept", "reject", "reject") and wrong.network_sides_with == "L*"
