@@ -1,4 +1,4 @@
-"""Notebooks: every one imports only the public API and is valid Python; the three short ones are
+"""Notebooks: every one imports only the public API and is valid Python; the short ones are
 executed headless with nbclient (skipped without the [notebook] extra). streaming_parity.ipynb runs
 the whole 1,000-epoch study, so it is only parsed."""
 
