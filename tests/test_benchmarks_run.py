@@ -19,6 +19,8 @@ SMOKE = {
                         "--recipe", "zoo", "--work", "{tmp}"],
     "bench_zoo.py": ["--only", "tomita1", "--work", "{tmp}"],
     "bench_transformer.py": ["--set", "train.epochs=1", "--depth", "4"],
+    "bench_length_generalisation.py": ["--tasks", "tomita1", "--positionals", "none", "--seeds", "0", "1", "--epochs", "1",
+                                       "--samples", "2", "--depth", "3", "--strings", "2"],
     "bench_stacked.py": ["--seeds", "1", "2", "--steps", "2", "--batch", "4", "--length", "5", "--device", "cpu"],
     "bench_sweep.py": ["--points", "2", "--epochs", "2", "--hidden", "8", "--jobs", "2", "--overhead-runs", "2", "--no-ray"],
     "bench_transformer_zoo.py": ["--tasks", "tomita1", "--positionals", "none", "--seeds", "0", "--set", "train.epochs=1",
