@@ -48,6 +48,7 @@ from rnnautomata.data import make_task
 from rnnautomata.errors import CheckpointError, ConfigError
 from rnnautomata.loop import Progress, Schedule, diverged, mark_failed, restore, run_steps
 from rnnautomata.models import RecurrentModel
+from rnnautomata.models.rnn import ARCHS as RECURRENT_ARCHS
 from rnnautomata.models.rnn import TIME_CHUNK
 from rnnautomata.runs import RunDir, atomic_write_text
 from rnnautomata.train import (
@@ -642,6 +643,10 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
     finished checkpoints of every seed are kept.
     CheckpointError if ``out_dir`` holds something else, or another process is training into it.
     """
+    if study.model.arch not in RECURRENT_ARCHS:  # no one-step API (a transformer): torch.func stacking
+        from rnnautomata.stacked import train_stacked
+
+        return train_stacked(study, out_dir, device, progress)
     with RunDir(Path(out_dir)).locked():
         return _train_seeds(study, out_dir, device, progress)
 

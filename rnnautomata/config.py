@@ -335,14 +335,17 @@ def _model_section(table: Any) -> ModelConfig:
     return model
 
 
-def _longest_string(study: Study) -> tuple[str, int]:
-    """The field that makes the model read its longest string, and that length."""
-    t, e = study.task, study.extract
-    lengths = {"task.train_max_length": t.train_max_length, "task.val_length": t.val_length,
-               "task.test_lengths": max(t.test_lengths), "probe.depth": study.probe.depth}
-    if e.robust:  # refinement checks strings of max(check_length, robust depth + 1)
-        lengths["extract.check_length"] = max(e.check_length, study.probe.depth + 1)
-    return max(lengths.items(), key=lambda kv: kv[1])
+def _longest_string(study: Study) -> tuple[str, int, int]:
+    """The field that makes the model read its longest string, the field's value, and that length."""
+    t, e, depth = study.task, study.extract, study.probe.depth
+    lengths = {"task.train_max_length": (t.train_max_length,) * 2, "task.val_length": (t.val_length,) * 2,
+               "task.test_lengths": (max(t.test_lengths),) * 2,
+               # refinement checks strings of max(check_length, robust depth + 1)
+               "probe.depth": (depth, depth + 1 if e.robust else depth)}
+    if e.robust:
+        lengths["extract.check_length"] = (e.check_length,) * 2
+    name, (value, length) = max(lengths.items(), key=lambda kv: kv[1][1])
+    return name, value, length
 
 
 def _check_transformer(study: Study) -> None:
@@ -353,14 +356,12 @@ def _check_transformer(study: Study) -> None:
                           "change one or set d_head")
     if tc.positional == "rope" and d_head % 2:
         raise ConfigError(f"model.transformer.positional = 'rope' needs an even head width (d_head = {d_head})")
-    if study.seeds is not None:
-        raise ConfigError("seeds = [...] trains recurrent archs only (model.arch = 'transformer'); "
-                          "run one study per seed")
     if tc.positional == "learned":
-        field_name, length = _longest_string(study)
+        field_name, value, length = _longest_string(study)
         if length > tc.max_length:
+            reads = "" if length == value else f" (its checks read strings of {length})"
             raise ConfigError(
-                f"{field_name} = {length} is longer than model.transformer.max_length = {tc.max_length} (the learned "
+                f"{field_name} = {value}{reads} is longer than model.transformer.max_length = {tc.max_length} (the learned "
                 "positional table); raise max_length or use positional = 'sinusoidal', 'rope' or 'none'"
             )
 

@@ -26,7 +26,7 @@ from rnnautomata.automata import Machine
 from rnnautomata.errors import RnnAutomataError
 from rnnautomata.models.base import is_recurrent
 
-__all__ = ["network_sul", "LStarResult", "learn_machine", "ORACLES"]
+__all__ = ["network_sul", "LStarResult", "learn_machine", "ORACLES", "CrossCheck", "cross_check"]
 
 #: equivalence oracles by name -> AALpy class name and its keyword arguments
 ORACLES = {
@@ -271,3 +271,81 @@ def learn_machine(
     exhausted = bool(max_learning_rounds) and info.get("learning_rounds") == max_learning_rounds
     return LStarResult(machine, machine.n_states, int(sul.num_queries), int(sul.n_network_steps), seconds, exhausted,
                        bool(spent))
+
+
+@dataclass(frozen=True, eq=False)
+class CrossCheck:
+    """L* (black box: the network's outputs only) against a white-box machine (from its states).
+
+    Attributes
+    ----------
+    lstar : what L* learned (:class:`LStarResult`).
+    white_box_states : states of the white-box machine, minimised.
+    agree : the two machines make the same observation on every string.
+    shortest_disagreement : the shortest string (labels, lexicographically first) on which they
+        differ; None when they agree.
+    outputs_on_it : on that string, the output label of (white box, L*, network); None when they agree.
+    """
+
+    lstar: LStarResult
+    white_box_states: int
+    agree: bool
+    shortest_disagreement: tuple[str, ...] | None
+    outputs_on_it: tuple[str, str, str] | None
+
+    @property
+    def network_sides_with(self) -> str | None:
+        """Which machine the network agrees with on the disagreeing string: "white box", "L*",
+        "both" (cannot happen for a single output), "neither", or None when they agree."""
+        if self.outputs_on_it is None:
+            return None
+        white, learned, net = self.outputs_on_it
+        return {(True, True): "both", (True, False): "white box", (False, True): "L*"}.get(
+            (white == net, learned == net), "neither")
+
+
+def cross_check(model: torch.nn.Module, white_box: Machine, device: str | torch.device = "cpu", **learn_kwargs) -> CrossCheck:
+    """Learn `model` with L* (:func:`learn_machine`) and compare with `white_box`, e.g. the ε-free
+    machine extracted from its states (rnnautomata.robust), via :meth:`Machine.equivalent`.
+
+    The machines must share the alphabet (labels in one order). On the shortest disagreeing
+    string the network is run once more, to say which machine it agrees with there.
+
+    Parameters
+    ----------
+    model : the network, on ``device``.
+    white_box : the machine to compare with.
+    learn_kwargs : passed on to :func:`learn_machine` (oracle, oracle_params, max_seconds, seed, ...).
+
+    Returns
+    -------
+    CrossCheck
+
+    Raises
+    ------
+    ImportError : AALpy missing.
+    """
+    from rnnautomata.extract import network_outputs
+
+    result = learn_machine(model, white_box.alphabet, white_box.outputs, device=device, **learn_kwargs)
+    white = white_box.minimize()
+    same, counterexample = white.equivalent(result.machine)
+    if same:
+        return CrossCheck(result, white.n_states, True, None, None)
+    word = list(counterexample)
+
+    def label(machine: Machine) -> str:
+        out = machine.output_of([int(i) for i in word])
+        return machine.outputs[out] if out >= 0 else "?"
+
+    if word:
+        net = white_box.outputs[int(network_outputs(model, np.array([word]), device=device)[0, -1])]
+    else:
+        with torch.no_grad():
+            if is_recurrent(model):
+                logits = model.readout(model.initial_state(1).to(device))[0]  # (O,)
+            else:
+                logits = model.prefix_outputs(torch.zeros(1, 0, dtype=torch.long, device=device))[0, 0]  # (O,)
+        net = white_box.outputs[int(logits.argmax(-1))]
+    return CrossCheck(result, white.n_states, False, tuple(white_box.alphabet[i] for i in word),
+                      (label(white), label(result.machine), net))

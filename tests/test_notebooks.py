@@ -1,4 +1,4 @@
-"""Notebooks: every one imports only the public API and is valid Python; the three short ones are
+"""Notebooks: every one imports only the public API and is valid Python; the short ones are
 executed headless with nbclient (skipped without the [notebook] extra). streaming_parity.ipynb runs
 the whole 1,000-epoch study, so it is only parsed."""
 
@@ -15,6 +15,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXECUTED = [
     "extract_from_checkpoints.ipynb",   # ~10 s on one CPU thread
     "generalisation_per_task.ipynb",    # ~25 s
+    "extract_transformer.ipynb",        # ~15 s: a 1-layer transformer on Tomita 1, 10 epochs
     pytest.param("watch_the_merge.ipynb", marks=pytest.mark.slow),  # ~40 s: 560 epochs of the parity study
 ]
 

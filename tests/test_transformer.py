@@ -78,6 +78,24 @@ def test_a_learned_table_refuses_longer_strings():
     _random("sinusoidal").prefix_states(torch.zeros(1, 40, dtype=torch.long))  # no table, any length
 
 
+def test_probing_beyond_a_learned_table_is_a_one_line_error():
+    """A prefix tree deeper than the learned positions (here 16): the error names the field."""
+    model = _random("learned")
+    probe(model, prefix_tree(2, 16))  # the table's last row: fine
+    with pytest.raises(ConfigError) as err:
+        probe(model, prefix_tree(2, 17))
+    assert "model.transformer.max_length = 16" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_state_layer_the_model_lacks_is_a_one_line_error():
+    from rnnautomata.probe import state_view
+
+    with pytest.raises(ValueError) as err:
+        state_view(_random("rope"), prefix_tree(2, 3), state="resid_mid.2")
+    assert "probe.state = 'resid_mid.2' names block 2 but the model has 2" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 # --- hand-set weights: known answers ----------------------------------------------------------
 
 def _zeroed(d_model, positional, max_length=64):
@@ -182,16 +200,22 @@ def test_transformer_study_round_trips_and_registry_matches_the_config():
     (_raw({"d_model": 10, "n_heads": 3}), "model.transformer.d_model (10) is not a multiple of n_heads (3)"),
     (_raw({"d_model": 6, "n_heads": 2, "positional": "rope"}), "needs an even head width"),
     (_raw({"max_length": 12}), "task.test_lengths = 20 is longer than model.transformer.max_length = 12"),
+    ({**_raw({"max_length": 24}), "probe": {"depth": 30}}, "probe.depth = 30 (its checks read strings of 31) is longer than model.transformer.max_length = 24"),
+    ({**_raw(), "probe": {"state": "resid_pre.2"}}, "probe.state = 'resid_pre.2' names block 2 but the model has 2"),
     (_raw({"layers": 2}), "unknown field model.transformer.layers"),
     (_raw({"n_layers": 0}), "model.transformer.n_layers must be positive"),
     (_raw(hidden_size=8), "model.hidden_size applies to recurrent archs only"),
-    ({**_raw(), "seeds": [0, 1]}, "seeds = [...] trains recurrent archs only"),
     (tiny_raw(model={"arch": "gru", "transformer": {"d_model": 8}}), "[model.transformer] applies to model.arch"),
 ])
 def test_bad_transformer_configs_are_one_line_errors(raw, message):
     with pytest.raises(ConfigError) as err:
         study_from_dict(raw)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_seeds_are_allowed_for_a_transformer():
+    """Many seeds of a transformer train as one stacked model (rnnautomata.stacked; tests/test_stacked.py)."""
+    assert study_from_dict({**_raw(), "seeds": [0, 1]}).seeds == (0, 1)
 
 
 def test_shipped_transformer_study_loads():
@@ -363,3 +387,37 @@ def test_track_with_state_options(tmp_path):
     train(study, tmp_path / "r", progress=False)
     dyn = track(tmp_path / "r", progress=False)
     assert all(c["robust"]["n_states"] >= 1 and 0 <= c["congruence"] <= 1 for c in dyn["checkpoints"])
+
+
+def _first_difference(a: Machine, b: Machine, depth: int = 5):
+    """Brute force: the shortest (then lexicographically first) string up to `depth` on which the
+    two machines' outputs differ, as labels; None if none does."""
+    import itertools
+
+    for n in range(depth + 1):
+        for word in itertools.product(range(len(a.alphabet)), repeat=n):
+            if a.outputs[a.output_of(list(word))] != b.outputs[b.output_of(list(word))]:
+                return tuple(a.alphabet[i] for i in word)
+    return None
+
+
+def test_lstar_cross_check_against_the_white_box_machine():
+    """L* on the hand-set first-symbol transformer agrees with its extracted machine; against a
+    wrong white box (the last-symbol machine) the shortest disagreement is brute force's, "01",
+    where the network sides with L*."""
+    pytest.importorskip("aalpy")
+    from rnnautomata.lstar import cross_check
+
+    task, model = first_symbol(), first_symbol_transformer()
+    params = {"oracle": "state_prefix", "oracle_params": {"walks_per_state": 20, "walk_len": 8}, "max_seconds": 30}
+    white = extract_robust(model, prefix_tree(2, 5), task.alphabet, task.outputs).machine
+    check = cross_check(model, white, **params)
+    assert check.agree and check.shortest_disagreement is None and check.network_sides_with is None
+    assert check.lstar.machine.equivalent(task.machine)[0] and check.white_box_states == 3
+
+    last = Machine(alphabet=("0", "1"), outputs=task.outputs, transitions=np.array([[1, 2]] * 3),
+                   output_of_state=np.array([0, 0, 1]))
+    wrong = cross_check(model, last, **params)
+    assert not wrong.agree
+    assert wrong.shortest_disagreement == _first_difference(last, task.machine) == ("0", "1")
+    assert wrong.outputs_on_it == ("accept", "reject", "reject") and wrong.network_sides_with == "L*"
