@@ -154,6 +154,9 @@ def load_transient_ridge(raw: Mapping[str, Any]) -> TransientRidgeStudy:
         if not isinstance(raw["name"], str) or not raw["name"]:
             raise ConfigError(f"name must be a non-empty string (got {raw['name']!r})")
         kwargs["name"] = raw["name"]
+    data = raw.get("data", {})
+    if isinstance(data, Mapping) and isinstance(data.get("n_tasks"), float) and data["n_tasks"] == math.inf:
+        raw = {**raw, "data": {**data, "n_tasks": "inf"}}   # TOML's bare inf (``--set data.n_tasks=inf``)
     defaults = TransientRidgeStudy()
     for section in _SECTIONS:
         kwargs[section] = build_section(type(getattr(defaults, section)), raw.get(section, {}), section, _check_value)
