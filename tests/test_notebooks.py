@@ -16,6 +16,7 @@ EXECUTED = [
     "extract_from_checkpoints.ipynb",   # ~10 s on one CPU thread
     "generalisation_per_task.ipynb",    # ~25 s
     "extract_transformer.ipynb",        # ~15 s: a 1-layer transformer on Tomita 1, 10 epochs
+    "transient_ridge.ipynb",            # ~15 s: two 300-step runs of a width-16 transformer
     pytest.param("watch_the_merge.ipynb", marks=pytest.mark.slow),  # ~40 s: 560 epochs of the parity study
 ]
 
