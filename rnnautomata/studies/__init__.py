@@ -17,6 +17,7 @@ __all__ = ["KINDS", "StudyKind", "kind_names", "get_kind", "kind_of",
            "find_study", "resolve_relative_paths", "shipped_studies", "study_dirs"]
 
 KINDS: dict[str, str] = {
+    "induction": "rnnautomata.studies.induction:InductionKind",
 }
 
 
