@@ -154,7 +154,6 @@ def load_study(raw: Mapping[str, Any]) -> InductionStudy:
     return study
 
 
-
 # ------------------------------------------------------------------------------------ model, data
 def build_model(study: InductionStudy, device: str = "cpu"):
     """The study's attention-only transformer, initialised from ``train.seed``."""
@@ -183,7 +182,7 @@ def fixed_test_batch(study: InductionStudy, device: str = "cpu") -> dict:
 
 
 def masked_loss(model, batch: dict):
-    """Cross-entropy and accuracy at the predictable positions; also the logits and the attention cache."""
+    """Cross-entropy (a tensor) and accuracy at the predictable positions, and the hook cache."""
     from torch.nn import functional as F
 
     logits, cache = model.run_with_cache(batch["tokens"])               # (B, T + 1, V); position 0 = BOS
@@ -474,7 +473,47 @@ def render_run(run_dir: Path) -> list[Path]:
                       f"(rise {onset['rise_start']}–{onset['rise_end']})", fontsize=9)
     fig.tight_layout()
     names = save_figure(fig, run.figures_dir / "induction")
+    names += _attention_figure(study, run, [s for s in (onset["rise_start"], onset["rise_end"]) if s is not None])
     return [run.figures_dir / n for n in names]
+
+
+def _attention_figure(study: InductionStudy, run, marks: Sequence[int]) -> list[str]:
+    """figures/attention.{png,svg}: every head's pattern on one test sequence, at the first
+    checkpoint, the checkpoints nearest the rise's ends, and the last."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from rnnautomata.icl.figures import save_figure
+    from rnnautomata.icl.study import model_tensors
+    from rnnautomata.runs import load_checkpoint
+
+    saved = run.steps()
+    if not saved:
+        return []
+    picks = sorted({saved[0], *(min(saved, key=lambda s: abs(s - m)) for m in marks), saved[-1]})
+    model, test = build_model(study), fixed_test_batch(study)
+    one = {k: v[:1] for k, v in test.items()}
+    n_layers, n_heads = study.model.n_layers, study.model.n_heads
+    fig, axes = plt.subplots(n_layers * n_heads, len(picks), figsize=(2.2 * len(picks), 2.2 * n_layers * n_heads),
+                             squeeze=False)
+    for j, step in enumerate(picks):
+        model.load_state_dict(model_tensors(load_checkpoint(run.checkpoint_path(step))[0]))
+        with torch.no_grad():
+            _, cache = model.run_with_cache(one["tokens"])
+        for layer in range(n_layers):
+            for h in range(n_heads):
+                ax = axes[layer * n_heads + h, j]
+                ax.imshow(cache[f"blocks.{layer}.attn.hook_pattern"][0, h].numpy(), cmap="viridis", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(f"L{layer}H{h}\nquery", fontsize=8)
+                if layer == h == 0:
+                    ax.set_title(f"step {step}", fontsize=8)
+    fig.suptitle("attention patterns on one test sequence (x: key, y: query; row/column 0 = BOS)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, run.figures_dir / "attention")
+
 
 
 class InductionKind(StudyKind):
