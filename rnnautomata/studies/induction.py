@@ -279,7 +279,7 @@ def onset_summary(study: InductionStudy, rows: Sequence[Mapping]) -> dict:
     ``onset_step``: first step from which ``icl/acc`` stays ≥ half-way between chance and 1;
     ``rise_start`` / ``rise_end``: the same at 20 % and 80 % of the way (``rise_width`` between).
     Per measure: ``fastest_change_step`` (largest |Δ| per step between rows; for ``stability/*`` the
-    smallest overlap), ``lag`` (that step − onset), ``in_rise`` (within the rise, ± one eval), and
+    smallest overlap), ``lag`` (that step − onset), ``in_rise`` (within the rise, ± one row), and
     ``rate_ratio``: mean |Δ|/step inside the rise over mean |Δ|/step outside it (> 1: it moves
     at the onset).
     """
@@ -296,7 +296,8 @@ def onset_summary(study: InductionStudy, rows: Sequence[Mapping]) -> dict:
     out["induction_half_step"] = jump_step(steps, ind, (ind[0] + ind[-1]) / 2) if ind[-1] > ind[0] else None
     if onset is None or start is None or end is None or len(steps) < 3:
         return out
-    lo, hi = start - study.train.eval_every, end + study.train.eval_every
+    spacing = int(np.median(np.diff(steps)))                             # one row: eval_every, or checkpoint_every in track
+    lo, hi = start - spacing, end + spacing
     mid = (steps[1:] + steps[:-1]) / 2                                   # a change belongs to the interval's middle
     inside = (mid >= lo) & (mid <= hi)
     keys = [k for k in rows[0] if k.split("/")[0] in ("induction", "prev_token", "spectral", "stability", "composition")]
@@ -357,6 +358,7 @@ def run_study(study: InductionStudy, out: Path, device: str = "cpu", progress: b
         run.write_manifest(status="complete", steps=run.steps())
         summary = _summary(study, rows)
         atomic_write_json(run.root / "summary.json", summary)
+    track_run(run.root, device)   # measures.json: the same measures per checkpoint, overlap with the final one
     if render:
         render_run(run.root)
     return summary
@@ -408,13 +410,17 @@ def track_run(run_dir: Path, device: str = "cpu") -> dict:
                      **circuit_measures(mats[-1], mats[-2] if len(mats) > 1 else None, study.measures.top_k, n_heads)})
     import torch
 
+    from rnnautomata.icl.grokking import jump_step
+
     as_states = [{k: torch.as_tensor(v) for k, v in m.items()} for m in mats]
     spec = measures.spectral_dynamics(as_states, rel_tol=study.measures.rel_tol)
+    final = measures.subspace_stability(as_states, study.measures.top_k, reference="final")
     out = {"steps": steps, "rows": rows,
            "rank": {n: v["rank"].tolist() for n, v in spec.items()},
            "singular_values": {n: v["singular_values"][:, : study.measures.top_k * 2].tolist() for n, v in spec.items()},
-           "subspace_overlap_with_final": {n: v.tolist() for n, v in measures.subspace_stability(
-               as_states, study.measures.top_k, reference="final").items()},
+           "subspace_overlap_with_final": {n: v.tolist() for n, v in final.items()},
+           # first checkpoint from which the overlap with the final subspace stays half-way from its start to 1
+           "overlap_with_final_half_step": {n: jump_step(np.array(steps), v, (v[0] + 1) / 2) for n, v in final.items()},
            **onset_summary(study, rows)}
     atomic_write_json(run.root / "measures.json", out)
     return out
@@ -442,7 +448,8 @@ def render_run(run_dir: Path) -> list[Path]:
     def series(key):
         return np.array([r[key] for r in rows])
 
-    fig, axes = plt.subplots(4, 1, figsize=(7.5, 10), sharex=True)
+    tracked = json.loads((run.root / "measures.json").read_text()) if (run.root / "measures.json").is_file() else None
+    fig, axes = plt.subplots(5 if tracked else 4, 1, figsize=(7.5, 12.5 if tracked else 10), sharex=True)
     ax = axes[0]
     ax.plot(steps, series("icl/acc"), color="tab:blue", label="in-context accuracy (predictable positions)")
     ax.set_ylabel("accuracy")
@@ -462,6 +469,11 @@ def render_run(run_dir: Path) -> list[Path]:
             ax.plot(steps, series(key), lw=1.2, ls="-" if name.startswith("QK") else "--", label=name)
         ax.set_ylabel(label)
         ax.legend(fontsize=6, ncol=4)
+    if tracked:
+        for name, v in sorted(tracked["subspace_overlap_with_final"].items()):
+            axes[4].plot(tracked["steps"], v, lw=1.2, ls="-" if name.startswith("QK") else "--", marker=".", ms=3, label=name)
+        axes[4].set_ylabel(f"top-{study.measures.top_k} overlap\nwith final checkpoint")
+        axes[4].legend(fontsize=6, ncol=4)
     axes[-1].set_xlabel("step")
     for ax in axes:
         if onset["onset_step"] is not None:
@@ -528,7 +540,8 @@ class InductionKind(StudyKind):
 
     def track(self, run_dir, *, device=None, progress=True, **options) -> dict:
         out = track_run(Path(run_dir), device or "cpu")
-        return {k: v for k, v in out.items() if k not in ("rows", "singular_values", "rank", "subspace_overlap_with_final")}
+        return {k: v for k, v in out.items() if k not in ("rows", "singular_values", "rank", "subspace_overlap_with_final",
+                                                          "measures")}
 
     def render(self, run_dir, steps=None) -> list[Path]:
         return render_run(Path(run_dir))
