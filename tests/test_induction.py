@@ -153,6 +153,7 @@ def test_hand_set_circuit_copies_and_scores_high_random_model_does_not(task):
     good = evaluate(model, batch)
     assert good["icl/acc"] > 0.97 and good["induction/score"] > 0.9
     assert good["prev_token/score"] > 0.95
+    assert good["induction_shift/k"] == 1 and good["induction/shifted_score"] == good["induction/score"]
     # a random model of the same shape: chance accuracy, near-uniform attention
     random = build_model(load_study({"data": dataclass_dict(data), "model": {"d_model": 32}}))
     bad = evaluate(random, batch)
@@ -226,7 +227,8 @@ def test_cli_run_writes_the_metric_keys_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == [0, 4, 8, 12]
     keys = {"train/loss", "train/acc", "icl/loss", "icl/acc", "induction/score", "prev_token/score",
             "attn/induction_L1H0", "attn/prev_token_L0H1", "spectral/QK_L1H0", "spectral/OV_L0H1",
-            "stability/QK_L0H0", "stability/OV_L1H1", "composition/k_L1H0"}
+            "stability/QK_L0H0", "stability/OV_L1H1", "composition/k_L1H0", "induction/shifted_score",
+            "induction_shift/k"}
     assert keys <= set(rows[0]) and rows[0]["stability/QK_L0H0"] == 1.0 and rows[1]["stability/QK_L0H0"] < 1.0
     # resumed (8 steps, then 4 more) == uninterrupted, stability across the resume included
     assert (tmp_path / "part" / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
@@ -241,3 +243,19 @@ def test_cli_run_writes_the_metric_keys_and_resumes(tmp_path):
     measures = json.loads((full / "measures.json").read_text())
     assert measures["rows"][-1]["icl/acc"] == pytest.approx(rows[-1]["icl/acc"])
     assert measures["rows"][-1]["induction/score"] == pytest.approx(rows[-1]["induction/score"])
+
+
+def test_shifted_score_finds_attention_k_tokens_after_the_previous_occurrence():
+    from rnnautomata.studies.induction import SHIFTS, attention_scores
+
+    batch = fixed_test_batch(load_study({"data": {"min_segment": 5}}))
+    B, T = batch["tokens"].shape
+    pattern = torch.zeros(B, 1, T + 1, T + 1)
+    pattern[:, 0, torch.arange(T + 1), 0] = 1.0                     # everyone on BOS ...
+    for b, t in torch.nonzero(batch["mask"]).tolist():               # ... but predictable t on token s + 3
+        s = int(batch["source"][b, t])
+        pattern[b, 0, t + 1] = 0.0
+        pattern[b, 0, t + 1, s + 3 + 1] = 1.0
+    out = attention_scores({"blocks.0.attn.hook_pattern": pattern, "blocks.1.attn.hook_pattern": pattern}, batch, 2)
+    assert out["induction_L1"][0] == 0.0
+    np.testing.assert_allclose(out["shifted_L1"][:, 0], [1.0 if k == 3 else 0.0 for k in SHIFTS])

@@ -13,7 +13,9 @@ Every ``train.eval_every`` steps a row of metrics.jsonl records, on a fixed test
 - ``icl/acc``, ``icl/loss``: accuracy and cross-entropy at the predictable positions;
 - ``induction/score``: attention from each predictable position t to ``source[t] + 1`` (the token
   after the previous occurrence of x_t) in layer 1's pattern, averaged; the max over heads
-  (``attn/induction_L1H{h}`` per head). ``prev_token/score``: layer 0's attention from t to t − 1,
+  (``attn/induction_L1H{h}`` per head). ``induction/shifted_score``: the same to token
+  ``source[t] + k``, max over heads and k = 1..8 (``induction_shift/k`` the best k), which also sees
+  circuits whose layer 0 looks back k > 1 tokens. ``prev_token/score``: layer 0's attention from t to t − 1,
   averaged over all positions t ≥ 1 of the string; max over heads (``attn/prev_token_L0H{h}``);
 - the attention circuits of every head, with the pre-attention LayerNorm's gain folded in (row
   convention, x ↦ x W): W_QK = diag(w) W_Q W_Kᵀ diag(w) (d × d; the bilinear form of the
@@ -191,12 +193,18 @@ def masked_loss(model, batch: dict):
     return F.cross_entropy(out, target), float((out.argmax(-1) == target).float().mean()), cache
 
 
+#: the shifts k of the shifted induction score: attention from t to token source[t] + k
+SHIFTS = tuple(range(1, 9))
+
+
 def attention_scores(cache: Mapping, batch: dict, n_layers: int) -> dict[str, np.ndarray]:
-    """Per layer, per head: ``induction`` (H,) and ``prev_token`` (H,) mean attention.
+    """Per layer: ``induction`` (H,), ``prev_token`` (H,) and ``shifted`` (len(SHIFTS), H) mean attention.
 
     Model position p + 1 holds token p (position 0 is BOS). Induction: from each masked t to the
     token after the previous occurrence, source[t] + 1, i.e. pattern[b, h, t + 1, source + 2].
-    Previous token: from every token t ≥ 1 to token t − 1, pattern[b, h, t + 1, t].
+    Shifted: the same to token source[t] + k for each k in :data:`SHIFTS` (0 where that token lies
+    after t); k = 1 is the induction score. Previous token: from every token t ≥ 1 to token t − 1,
+    pattern[b, h, t + 1, t].
     """
     import torch
 
@@ -209,11 +217,19 @@ def attention_scores(cache: Mapping, batch: dict, n_layers: int) -> dict[str, np
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"]            # (B, H, T + 1, T + 1)
         out[f"induction_L{layer}"] = pattern[b, :, t + 1, s + 2].mean(0).cpu().numpy()       # (H,)
         out[f"prev_token_L{layer}"] = pattern[:, :, pos + 1, pos].mean((0, 2)).cpu().numpy()  # (H,)
+        shifted = []
+        for k in SHIFTS:
+            key = s + 1 + k                                             # (M,) model position of token s + k
+            seen = (key <= t + 1).to(pattern.dtype)                     # (M,) keys after the query get no attention
+            shifted.append((pattern[b, :, t + 1, key.clamp(max=T)] * seen[:, None]).mean(0))  # (H,)
+        out[f"shifted_L{layer}"] = torch.stack(shifted).cpu().numpy()  # (K, H)
     return out
 
 
 def evaluate(model, batch: dict) -> dict:
-    """``icl/acc``, ``icl/loss``, ``induction/score``, ``prev_token/score`` and the per-head scores."""
+    """``icl/acc``, ``icl/loss``, ``induction/score``, ``prev_token/score``, the per-head scores, and
+    the shifted induction score of layer 1 (``induction/shifted_score``, max over heads and shifts,
+    at shift ``induction_shift/k``)."""
     import torch
 
     with torch.no_grad():
@@ -222,6 +238,9 @@ def evaluate(model, batch: dict) -> dict:
     row = {"icl/loss": float(loss), "icl/acc": acc,
            "induction/score": float(scores["induction_L1"].max()),
            "prev_token/score": float(scores["prev_token_L0"].max())}
+    k, h = np.unravel_index(np.argmax(scores["shifted_L1"]), scores["shifted_L1"].shape)
+    row["induction/shifted_score"] = float(scores["shifted_L1"][k, h])
+    row["induction_shift/k"] = int(SHIFTS[k])
     row.update({f"attn/induction_L1H{h}": float(v) for h, v in enumerate(scores["induction_L1"])})
     row.update({f"attn/prev_token_L0H{h}": float(v) for h, v in enumerate(scores["prev_token_L0"])})
     return row
@@ -461,6 +480,9 @@ def render_run(run_dir: Path) -> list[Path]:
     ax = axes[1]
     for key in sorted(k for k in rows[0] if k.startswith("attn/")):
         ax.plot(steps, series(key), lw=1.2, ls="-" if "induction" in key else "--", label=key[len("attn/"):])
+    if "induction/shifted_score" in rows[0]:   # absent from runs made before it existed
+        ax.plot(steps, series("induction/shifted_score"), color="k", lw=0.8, ls=":",
+                label=f"shifted induction (best k; final k = {rows[-1]['induction_shift/k']})")
     ax.set_ylabel("attention score")
     ax.legend(fontsize=7, ncol=2)
     for ax, prefix, label in ((axes[2], "spectral/", "effective rank"), (axes[3], "stability/", f"top-{study.measures.top_k} overlap\nwith previous row")):
