@@ -36,7 +36,6 @@ changes inside the rise than outside it (``rate_ratio``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -385,7 +384,8 @@ def run_study(study: InductionStudy, out: Path, device: str = "cpu", progress: b
 
 def _summary(study: InductionStudy, rows: Sequence[Mapping]) -> dict:
     last = rows[-1]
-    final = {k: last[k] for k in ("icl/acc", "icl/loss", "train/loss", "induction/score", "prev_token/score")}
+    final = {k: last[k] for k in ("icl/acc", "icl/loss", "train/loss", "induction/score", "induction/shifted_score",
+                                  "induction_shift/k", "prev_token/score")}
     return {"study": study.name, "task": study.data.task, "final": final, **onset_summary(study, rows)}
 
 
