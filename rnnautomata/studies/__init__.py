@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
 FOLDER_KINDS: dict[str, str] = {
     "seeds": "rnnautomata.studies.automata:SeedsKind",
     "transient_ridge": "rnnautomata.studies.transient_ridge:TransientRidge",
+    "induction": "rnnautomata.studies.induction:InductionKind",
 }
 
 
