@@ -15,6 +15,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXECUTED = [
     "extract_from_checkpoints.ipynb",   # ~10 s on one CPU thread
     "generalisation_per_task.ipynb",    # ~25 s
+    "sweep_phase_diagram.ipynb",        # ~10 s: a 2 × 2 × 2-seed sweep of 4 epochs
     pytest.param("watch_the_merge.ipynb", marks=pytest.mark.slow),  # ~40 s: 560 epochs of the parity study
 ]
 
