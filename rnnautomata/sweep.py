@@ -736,8 +736,8 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
     """Heatmaps of ``measures`` (default :data:`MEASURES`; ``(column, title, log colour scale)``) over
     the two grid axes with most values (rows: the first, columns: the second; one axis: a single row),
     one figure per setting of any further axes: ``folder/phase_diagram.png`` / ``.svg``
-    (``phase_diagram,KEY=V.png`` for the further axes). Columns named ``fraction_*`` or ``acc*`` are
-    coloured on [0, 1]."""
+    (``phase_diagram,KEY=V.png`` for the further axes). Panels whose title names a fraction or an
+    accuracy are coloured on [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -772,7 +772,7 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
                         data[i, j] = row[column]
             finite = data[np.isfinite(data)]
             norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=max(finite.max(), 1e-12)) if log and finite.size and (finite > 0).all() else None
-            kwargs = {"vmin": 0.0, "vmax": 1.0} if column.startswith(("fraction", "acc")) else {}
+            kwargs = {"vmin": 0.0, "vmax": 1.0} if "fraction" in title or "accuracy" in title else {}
             image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", norm=norm,
                               **({} if norm is not None else kwargs))
             for i, y in enumerate(ys):
