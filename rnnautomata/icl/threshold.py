@@ -21,6 +21,7 @@ accuracies near K*).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,7 +38,9 @@ def _fit(k: np.ndarray, acc: np.ndarray, chance: float) -> tuple[float, float] |
     from rnnautomata.icl.classification import fit_threshold
 
     try:
-        return fit_threshold(k, acc, chance)
+        with warnings.catch_warnings(), np.errstate(over="ignore"):  # resamples far from the midpoint
+            warnings.simplefilter("ignore")
+            return fit_threshold(k, acc, chance)
     except (ValueError, RuntimeError):  # no straddle, or curve_fit did not converge
         return None
 
