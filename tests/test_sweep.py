@@ -379,6 +379,18 @@ def test_ray_engine_resumes_a_killed_run(local_ray, swept, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_icl_sweep_on_ray_gives_the_local_engines_summaries(local_ray, tmp_path):
+    from rnnautomata.engines import RayEngine
+    from test_sweep_kinds import tiny_cls
+
+    grid = {"data.n_items": [20, 80]}
+    local = run_sweep(tiny_cls(), grid, [0], tmp_path / "local", engine=LocalEngine(1), progress=False, render=False)
+    on_ray = run_sweep(tiny_cls(), grid, [0], tmp_path / "ray", engine=RayEngine(), progress=False, render=False)
+    assert [r["status"] for r in on_ray["runs"]] == ["complete", "complete"]
+    assert [r["summary"] for r in on_ray["runs"]] == [r["summary"] for r in local["runs"]]
+
+
+@pytest.mark.slow
 def test_sigint_to_a_ray_sweep_then_rerun(local_ray, tmp_path):
     """A real Ctrl-C to `rnnautomata sweep --engine ray` joined to this session's Ray (its tasks are
     cancelled with the driver), then the same command again: every run completes once, each seed's
