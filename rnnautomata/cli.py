@@ -86,18 +86,9 @@ def cmd_sweep(args) -> int:
     device = args.device or ("cuda" if args.gpus_per_run else None)
     sweep = run_sweep(raw, grid, seeds, out, engine=engine, device=device, render=not args.no_render,
                       progress=not args.quiet)
-    from rnnautomata.sweep import aggregate_points
+    from rnnautomata.sweep import summary_table
 
-    rows = aggregate_points(sweep)
-    keys = list(grid)
-    print(" ".join(f"{k:>18}" for k in keys) + f" {'seeds':>6} {'general.':>8} {'finite':>6} {'1st finite':>10} {'peak':>6} {'min':>5}  status")
-    for row in rows:
-        def f(v, fmt):
-            return "—" if v is None else format(v, fmt)
-        print(" ".join(f"{str(row[k]):>18}" for k in keys) + f" {row['n_done']:>6} {f(row['fraction_generalising'], '.2f'):>8} "
-              f"{f(row['fraction_finite'], '.2f'):>6} {f(row['first_finite_step_median'], ',.0f'):>10} "
-              f"{f(row['peak_states_median'], '.0f'):>6} {f(row['final_states_min_median'], '.0f'):>5}  {row['status']}"
-              + (f": {row['error']}" if row["error"] else ""))
+    print(summary_table(sweep))
     failed = [r for r in sweep["runs"] if r["status"] == "failed"]
     print(f"{len(runs) - len(failed)} of {len(runs)} runs complete" + (f", {len(failed)} failed (rerun to retry)" if failed else ""))
     print(f"sweep directory: {out} (sweep.json, aggregate.csv, figures/phase_diagram.png"

@@ -39,6 +39,15 @@ test length, which must be ≥ 1,000; else None), ``peak_states`` (merged), ``fi
 ``final_train_loss`` / ``final_val_loss`` and ``equivalent_to_truth``. Per grid point
 (:func:`aggregate_points`): the fraction finite, generalising and equivalent, the median and
 quartiles of the first finite step (over the seeds that became finite), and the medians of the rest.
+
+Other study kinds (``kind = "icl_classification"``, ...) sweep through the study-kind registry
+(:mod:`rnnautomata.studies`): one run per seed (the kind's ``seed_field``, default ``train.seed``,
+set from ``--seeds``), each ``kind.run(kind.load(raw), out)``, its row ``kind.summarise(out)``.
+Per grid point over seeds: ``fraction_KEY`` for each boolean summary key, ``KEY_median`` /
+``KEY_q25`` / ``KEY_q75`` for each numeric one (``KEY_n``: the seeds that have it, where some do
+not); the phase diagram draws the kind's ``sweep_measures`` (else its first six medians and
+fractions); after the runs, ``kind.sweep_figures(sweep_folder, run_folders)`` draws the kind's own
+figures across the sweep (e.g. K* against N for icl_classification).
 """
 
 from __future__ import annotations
@@ -77,6 +86,7 @@ __all__ = [
     "aggregate_points",
     "draw_phase_diagram",
     "write_sweep_report",
+    "summary_table",
 ]
 
 SWEEP_FORMAT = "rnnautomata.sweep/1"
@@ -95,6 +105,85 @@ MEASURES = (
     ("final_states_min_median", "final minimised states (median)", True),
     ("final_train_loss_median", "final training loss (median)", True),
 )
+
+#: ICL kinds not yet in the registry: their current functions (rnnautomata.icl.study) in a kind's shape.
+#: (Temporary: once they are in rnnautomata.studies.KINDS this map and _ICLFallback go.)
+_ICL_FALLBACK = ("icl", "grokking", "icl_classification")
+
+
+class _ICLFallback:
+    """``load / run / summarise / sweep_figures`` of an ICL kind that is not in the registry yet."""
+
+    seed_field = "train.seed"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def load(self, raw: dict):
+        from rnnautomata.icl.study import load_study
+
+        return load_study(raw)
+
+    def run(self, study, out: Path, *, device: str | None = None, progress: bool = True, render: bool = True) -> dict:
+        from rnnautomata.icl.study import run_study
+
+        return run_study(study, Path(out), device or "cpu", progress)
+
+    def summarise(self, run_dir: Path) -> dict:
+        if self.name == "icl_classification":
+            from rnnautomata.icl.classification import summarise_run
+
+            return summarise_run(run_dir)
+        return last_metrics(run_dir)
+
+    def sweep_figures(self, sweep_dir: Path, run_dirs: Sequence[Path]) -> list[Path]:
+        if self.name == "icl_classification":
+            from rnnautomata.icl.classification import sweep_figures
+
+            return sweep_figures(sweep_dir, run_dirs)
+        return []
+
+    @property
+    def sweep_measures(self):
+        if self.name == "icl_classification":
+            from rnnautomata.icl.classification import SWEEP_MEASURES
+
+            return SWEEP_MEASURES
+        return None
+
+
+def study_kind(name: str):
+    """The kind object a sweep runs ``kind = name`` studies through; None for ``automata``
+    (trained, tracked and summarised by this module itself).
+
+    Raises
+    ------
+    ConfigError naming the known kinds for an unknown one.
+    """
+    if name == "automata":
+        return None
+    from rnnautomata.studies import KINDS, get_kind
+
+    if name in KINDS:
+        return get_kind(name)
+    if name in _ICL_FALLBACK:
+        return _ICLFallback(name)
+    known = ", ".join(dict.fromkeys(("automata", *KINDS, *_ICL_FALLBACK)))
+    raise ConfigError(f"kind = {name!r} is not a known study kind; choose one of: {known}")
+
+
+def _seed_field(kind) -> str:
+    return getattr(kind, "seed_field", None) or "train.seed"
+
+
+def last_metrics(run_dir: str | Path) -> dict:
+    """The numbers of a run's last metrics record (``train/loss`` -> ``train_loss``): a kind's
+    default sweep summary."""
+    records = RunDir(Path(run_dir)).read_metrics()
+    last = records[-1] if records else {}
+    return {k.replace("/", "_"): v for k, v in last.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"} | (
+        {"step": last["step"]} if "step" in last else {})
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -251,9 +340,7 @@ def plan_sweep(raw: Mapping[str, Any], grid: Mapping[str, list], seeds: Sequence
     ------
     ConfigError naming the grid key (or the point) whose value the study refuses.
     """
-    if raw.get("kind", "automata") != "automata":
-        raise ConfigError(f"sweeps run kind = 'automata' studies (this one is {raw.get('kind')!r}); "
-                          "run an ICL study once per setting with `rnnautomata run --set`")
+    kind = study_kind(raw.get("kind", "automata"))
     if not grid:
         raise ConfigError("the sweep has no grid: give --grid section.field=V1,V2 (or a [sweep.grid] table)")
     seeds = list(seeds)
@@ -261,22 +348,16 @@ def plan_sweep(raw: Mapping[str, Any], grid: Mapping[str, list], seeds: Sequence
     base.pop("seed", None)
     base.pop("seeds", None)
     base.setdefault("name", "sweep")
+    if kind is not None:
+        return _plan_kind(kind, base, grid, seeds)
     for key, values in grid.items():  # each value alone first: the error names its key
         for value in values:
             try:
                 study_from_dict({**_set_dotted(base, key, value), "seed": seeds[0]})
             except ConfigError as err:
                 raise ConfigError(f"--grid {key}={_show(value)}: {err}") from None
-    keys = list(grid)
     runs: list[dict] = []
-    for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
-        params = dict(zip(keys, combo))
-        point = ",".join(f"{k}={_show(v)}" for k, v in params.items())
-        folder = point if _FOLDER.fullmatch(point) and ".." not in point and len(point) < 200 else f"point_{i:04d}"
-        point_raw = dict(base)
-        for key, value in params.items():
-            point_raw = _set_dotted(point_raw, key, value)
-        point_raw["name"] = f"{base['name']},{folder}"
+    for params, point, folder, point_raw in _points(base, grid):
         try:
             study = study_from_dict({**point_raw, "seed": seeds[0]})
         except ConfigError as err:
@@ -289,6 +370,43 @@ def plan_sweep(raw: Mapping[str, Any], grid: Mapping[str, list], seeds: Sequence
             for s in seeds:
                 runs.append({"key": f"{point},seed={s}", "point": point, "params": params, "seeds": [s],
                              "batched": False, "dir": f"{folder}/seed_{s:04d}", "raw": point_raw})
+    return runs
+
+
+def _points(base: Mapping[str, Any], grid: Mapping[str, list]):
+    """``(params, point key, folder, point's study dict)`` for every grid point, in grid order."""
+    keys = list(grid)
+    for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
+        params = dict(zip(keys, combo))
+        point = ",".join(f"{k}={_show(v)}" for k, v in params.items())
+        folder = point if _FOLDER.fullmatch(point) and ".." not in point and len(point) < 200 else f"point_{i:04d}"
+        point_raw = dict(base)
+        for key, value in params.items():
+            point_raw = _set_dotted(point_raw, key, value)
+        point_raw["name"] = f"{base['name']},{folder}"
+        yield params, point, folder, point_raw
+
+
+def _plan_kind(kind, base: dict, grid: Mapping[str, list], seeds: list[int]) -> list[dict]:
+    """plan_sweep for a registered (non-automata) kind: one run per seed, its seed in ``seed_field``."""
+    field = _seed_field(kind)
+    if field in grid:
+        raise ConfigError(f"--grid {field}: {field} is set by the sweep itself (seeds with --seeds); sweep another field")
+    for key, values in grid.items():  # each value alone first: the error names its key
+        for value in values:
+            try:
+                kind.load(_set_dotted(_set_dotted(base, key, value), field, seeds[0]))
+            except ConfigError as err:
+                raise ConfigError(f"--grid {key}={_show(value)}: {err}") from None
+    runs: list[dict] = []
+    for params, point, folder, point_raw in _points(base, grid):
+        try:
+            kind.load(_set_dotted(point_raw, field, seeds[0]))
+        except ConfigError as err:
+            raise ConfigError(f"grid point {point}: {err}") from None
+        for s in seeds:
+            runs.append({"key": f"{point},seed={s}", "point": point, "params": params, "seeds": [s],
+                         "batched": False, "dir": f"{folder}/seed_{s:04d}", "raw": _set_dotted(point_raw, field, s)})
     return runs
 
 
@@ -333,6 +451,12 @@ def _run_job(job: Mapping[str, Any]) -> dict:
 
     out, device = Path(job["out"]), job.get("device")
     started = time.perf_counter()
+    kind = study_kind(job["raw"].get("kind", "automata"))
+    if kind is not None:
+        kind.run(kind.load(dict(job["raw"])), out, device=device, progress=False, render=bool(job.get("render")))
+        (seed,) = job["seeds"]
+        per_seed = [{"seed": seed, "dir": ".", **kind.summarise(out)}]
+        return {"per_seed": per_seed, "elapsed_s": round(time.perf_counter() - started, 3)}
     if job["batched"]:
         from rnnautomata.aggregate import aggregate_seeds
         from rnnautomata.batched import seed_dir, train_seeds
@@ -363,8 +487,8 @@ def _run_job(job: Mapping[str, Any]) -> dict:
     return {"per_seed": per_seed, "elapsed_s": round(time.perf_counter() - started, 3)}
 
 
-def _is_complete(root: Path, run: Mapping[str, Any]) -> bool:
-    """A run that sweep.json calls complete and whose folder still says so (every seed tracked)."""
+def _is_complete(root: Path, run: Mapping[str, Any], automata: bool = True) -> bool:
+    """A run that sweep.json calls complete and whose folder still says so (automata: every seed tracked)."""
     if run.get("status") != "complete" or not run.get("summary"):
         return False
     folder = RunDir(root / run["dir"])
@@ -373,7 +497,7 @@ def _is_complete(root: Path, run: Mapping[str, Any]) -> bool:
             return False
     except RnnAutomataError:
         return False
-    return all((folder.root / s["dir"] / "dynamics.json").is_file() for s in run["summary"]["per_seed"])
+    return not automata or all((folder.root / s["dir"] / "dynamics.json").is_file() for s in run["summary"]["per_seed"])
 
 
 def _one_line(err: BaseException) -> str:
@@ -441,7 +565,8 @@ def _run_locked(root: Path, identity: dict, runs: list[dict], old: dict | None, 
             "summary": before.get("summary"), "elapsed_s": before.get("elapsed_s")})
     sweep = {"format": SWEEP_FORMAT, "name": identity["study"].get("name", "sweep"), **identity,
              "engine": engine.name, "runs": entries}
-    todo = [k for k, e in enumerate(entries) if not _is_complete(root, e)]
+    automata = identity["study"].get("kind", "automata") == "automata"
+    todo = [k for k, e in enumerate(entries) if not _is_complete(root, e, automata)]
     for k in todo:
         entries[k].update(status="running", error=None, summary=None, elapsed_s=None)
     atomic_write_json(root / "sweep.json", sweep)
@@ -474,6 +599,10 @@ def _run_locked(root: Path, identity: dict, runs: list[dict], old: dict | None, 
         if bar is not None:
             bar.close()
     write_aggregate(root, sweep)
+    kind = study_kind(identity["study"].get("kind", "automata"))
+    if kind is not None:
+        done = [root / e["dir"] for e in entries if e["status"] == "complete"]
+        kind.sweep_figures(root, done)
     if render:
         write_sweep_report(root)
     return sweep
@@ -513,6 +642,13 @@ def aggregate_points(sweep: Mapping[str, Any]) -> list[dict]:
         elif row["status"] != "failed":
             row["status"] = "incomplete"
     out = []
+    if sweep.get("study", {}).get("kind", "automata") != "automata":
+        for point, row in rows.items():
+            seeds = per_seed.get(point, [])
+            row.update({"n_done": len(seeds), **summary_spread(seeds)})
+            row["error"] = row.pop("error")  # last column
+            out.append(row)
+        return out
     for point, row in rows.items():
         seeds = per_seed.get(point, [])
         first = [s["first_finite_step"] for s in seeds if s["first_finite_step"] is not None]
@@ -536,6 +672,46 @@ def aggregate_points(sweep: Mapping[str, Any]) -> list[dict]:
     return out
 
 
+def summary_spread(per_seed: Sequence[Mapping[str, Any]]) -> dict:
+    """A grid point's columns from its seeds' summaries (any kind): ``fraction_KEY`` for boolean
+    keys, ``KEY_median`` / ``_q25`` / ``_q75`` for numeric ones, ``KEY_n`` where some seeds lack
+    a value (None); ``seed`` and ``dir`` are skipped.
+
+    Examples
+    --------
+    >>> summary_spread([{"seed": 0, "acc": 0.5, "ok": True, "t": None}, {"seed": 1, "acc": 1.0, "ok": False, "t": 40}])
+    {'acc_median': 0.75, 'acc_q25': 0.625, 'acc_q75': 0.875, 'fraction_ok': 0.5, 't_median': 40.0, 't_q25': 40.0, 't_q75': 40.0, 't_n': 1}
+    """
+    from rnnautomata.aggregate import spread
+
+    keys = list(dict.fromkeys(k for s in per_seed for k in s if k not in ("seed", "dir")))
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [s.get(key) for s in per_seed]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, bool) for v in present):
+            out[f"fraction_{key}"] = _fraction(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+            sp = spread(present) or {}
+            out.update({f"{key}_median": sp.get("median"), f"{key}_q25": sp.get("q25"), f"{key}_q75": sp.get("q75")})
+            if len(present) < len(values):
+                out[f"{key}_n"] = sp.get("n", 0)
+    return out
+
+
+def sweep_measures(sweep: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> tuple:
+    """The phase diagram's panels ``(column, title, log scale)``: :data:`MEASURES` for automata,
+    the kind's ``sweep_measures`` else, or its first six fractions and medians."""
+    kind = study_kind(sweep.get("study", {}).get("kind", "automata"))
+    if kind is None:
+        return MEASURES
+    own = getattr(kind, "sweep_measures", None)
+    if own:
+        return tuple(own)
+    columns = list(dict.fromkeys(c for r in rows for c in r if c.startswith("fraction_") or c.endswith("_median")))
+    return tuple((c, c.replace("_", " "), False) for c in columns[:6])
+
+
 def write_aggregate(root: str | Path, sweep: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``aggregate.json``, ``aggregate.csv`` and the phase diagram(s) of a sweep folder."""
     root = Path(root)
@@ -544,18 +720,24 @@ def write_aggregate(root: str | Path, sweep: Mapping[str, Any] | None = None) ->
     atomic_write_json(root / "aggregate.json", {"format": SWEEP_AGGREGATE_FORMAT, "name": sweep.get("name"),
                                                 "grid": sweep["grid"], "seeds": sweep["seeds"], "points": rows})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(c for r in rows for c in r if c != "error")) + ["error"]  # union: seeds differ
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _show(v) if isinstance(v, (list, bool)) else ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: _show(v) if isinstance(v, (list, bool)) else ("" if v is None else v) for k, v in row.items()}
+                        | {c: "" for c in columns if c not in row})
     atomic_write_text(root / "aggregate.csv", buf.getvalue())
-    return [root / "aggregate.json", root / "aggregate.csv", *draw_phase_diagram(rows, sweep["grid"], root / "figures")]
+    figures = draw_phase_diagram(rows, sweep["grid"], root / "figures", sweep_measures(sweep, rows))
+    return [root / "aggregate.json", root / "aggregate.csv", *figures]
 
 
-def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, list], folder: str | Path) -> list[Path]:
-    """Heatmaps of :data:`MEASURES` over the two grid axes with most values (rows: the first,
-    columns: the second; one axis: a single row), one figure per setting of any further axes:
-    ``folder/phase_diagram.png`` / ``.svg`` (``phase_diagram,KEY=V.png`` for the further axes)."""
+def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, list], folder: str | Path,
+                       measures: Sequence[tuple[str, str, bool]] = MEASURES) -> list[Path]:
+    """Heatmaps of ``measures`` (default :data:`MEASURES`; ``(column, title, log colour scale)``) over
+    the two grid axes with most values (rows: the first, columns: the second; one axis: a single row),
+    one figure per setting of any further axes: ``folder/phase_diagram.png`` / ``.svg``
+    (``phase_diagram,KEY=V.png`` for the further axes). Panels whose title names a fraction or an
+    accuracy are coloured on [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -576,8 +758,12 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
         for row in rows:
             if all(row[k] == v for k, v in fixed_params.items()):
                 lookup[(row[y_key] if y_key else None, json.dumps(row[x_key]))] = row
-        fig, panels = plt.subplots(2, 3, figsize=(13, 3.2 + 0.9 * len(ys)), constrained_layout=True)
-        for ax, (column, title, log) in zip(panels.flat, MEASURES):
+        n_rows = max(1, -(-len(measures) // 3))
+        fig, panels = plt.subplots(n_rows, 3, figsize=(13, (1.6 + 0.45 * len(ys)) * n_rows), constrained_layout=True,
+                                   squeeze=False)
+        for ax in panels.flat[len(measures):]:
+            ax.set_axis_off()
+        for ax, (column, title, log) in zip(panels.flat, measures):
             data = np.full((len(ys), len(xs)), np.nan)
             for i, y in enumerate(ys):
                 for j, x in enumerate(xs):
@@ -586,7 +772,7 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
                         data[i, j] = row[column]
             finite = data[np.isfinite(data)]
             norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=max(finite.max(), 1e-12)) if log and finite.size and (finite > 0).all() else None
-            kwargs = {"vmin": 0.0, "vmax": 1.0} if column.startswith("fraction") else {}
+            kwargs = {"vmin": 0.0, "vmax": 1.0} if "fraction" in title or "accuracy" in title else {}
             image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", norm=norm,
                               **({} if norm is not None else kwargs))
             for i, y in enumerate(ys):
@@ -626,10 +812,14 @@ def write_sweep_report(root: str | Path) -> Path:
     runs_by_point: dict[str, list[dict]] = {}
     for run in sweep["runs"]:
         runs_by_point.setdefault(run["point"], []).append(run)
+    automata = sweep.get("study", {}).get("kind", "automata") == "automata"
     columns = [("fraction_generalising", "generalising", "{:.2f}"), ("fraction_finite", "finite", "{:.2f}"),
                ("fraction_equivalent", "= truth", "{:.2f}"), ("first_finite_step_median", "first finite step", "{:,.0f}"),
                ("n_never_finite", "never finite", "{}"), ("peak_states_median", "peak states", "{:,.0f}"),
-               ("final_states_min_median", "final minimised", "{:,.1f}"), ("final_train_loss_median", "final loss", "{:.2e}")]
+               ("final_states_min_median", "final minimised", "{:,.1f}"), ("final_train_loss_median", "final loss", "{:.3g}")]
+    if not automata:  # every fraction and median of the kind's summaries
+        found = dict.fromkeys(c for r in agg["points"] for c in r if c.startswith("fraction_") or c.endswith("_median"))
+        columns = [(c, c.removeprefix("fraction_").removesuffix("_median").replace("_", " "), "{:.3g}") for c in found]
     head = keys + ["seeds done", "status"] + [c[1] for c in columns] + ["runs"]
     body = []
     for row in agg["points"]:
@@ -649,7 +839,7 @@ def write_sweep_report(root: str | Path) -> Path:
         cells.append(_cell(" ".join(links) or "—", len(links)))
         body.append("<tr>" + "".join(cells) + "</tr>")
     figures = []
-    for svg_path in sorted((root / "figures").glob("phase_diagram*.svg")):
+    for svg_path in sorted((root / "figures").glob("*.svg"), key=lambda p: (not p.name.startswith("phase_diagram"), p.name)):
         svg = svg_path.read_text()
         if svg.startswith("<?xml"):
             svg = svg[svg.index("?>") + 2:]
@@ -665,8 +855,7 @@ def write_sweep_report(root: str | Path) -> Path:
 <h1>{name}: sweep of {len(agg['points'])} grid points × {len(sweep['seeds'])} seeds</h1>
 <ul><li>grid: {grid_text}</li><li>seeds: {html.escape(_seed_text(sweep['seeds']))}</li>
 <li>runs: {n_done} complete, {n_failed} failed, {len(sweep['runs']) - n_done - n_failed} to do (rerun the sweep to finish)</li>
-<li>a seed generalises when its accuracy at the longest test length (≥ {GENERALISES_MIN_LENGTH:,}) is ≥ {GENERALISES_ACCURACY};
-finite: its final extracted machine (ε rule) is finite; medians over the seeds of the point</li></ul>
+<li>{_MEANING if automata else "fractions and medians over the seeds of each point of each run's summary"}</li></ul>
 {''.join(figures)}
 <h2>Every grid point</h2>
 <p>Click a column header to sort.</p>
@@ -678,6 +867,34 @@ finite: its final extracted machine (ε rule) is finite; medians over the seeds 
     path = root / "report.html"
     atomic_write_text(path, page)
     return path
+
+
+_MEANING = (f"a seed generalises when its accuracy at the longest test length (≥ {GENERALISES_MIN_LENGTH:,}) is "
+            f"≥ {GENERALISES_ACCURACY}; finite: its final extracted machine (ε rule) is finite; medians over the seeds "
+            "of the point")
+
+
+def summary_table(sweep: Mapping[str, Any]) -> str:
+    """The sweep's per-point table as plain text (what ``rnnautomata sweep`` prints)."""
+    rows = aggregate_points(sweep)
+    keys = list(sweep["grid"])
+
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    if sweep.get("study", {}).get("kind", "automata") == "automata":
+        columns = [("fraction_generalising", "general.", ".2f"), ("fraction_finite", "finite", ".2f"),
+                   ("first_finite_step_median", "1st finite", ",.0f"), ("peak_states_median", "peak", ".0f"),
+                   ("final_states_min_median", "min", ".0f")]
+    else:
+        columns = [(c, c.removeprefix("fraction_").removesuffix("_median")[:10], ".3g")
+                   for c, _, _ in sweep_measures(sweep, rows)]
+    lines = [" ".join(f"{k:>18}" for k in keys) + f" {'seeds':>6} " + " ".join(f"{t:>10}" for _, t, _ in columns) + "  status"]
+    for row in rows:
+        lines.append(" ".join(f"{_show(row[k]):>18}" for k in keys) + f" {row['n_done']:>6} "
+                     + " ".join(f"{f(row.get(c), fmt):>10}" for c, _, fmt in columns)
+                     + f"  {row['status']}" + (f": {row['error']}" if row["error"] else ""))
+    return "\n".join(lines)
 
 
 def _seed_text(seeds: Sequence[int]) -> str:

@@ -17,6 +17,7 @@ EXECUTED = [
     "generalisation_per_task.ipynb",    # ~25 s
     "extract_transformer.ipynb",        # ~15 s: a 1-layer transformer on Tomita 1, 10 epochs
     "transient_ridge.ipynb",            # ~15 s: two 300-step runs of a width-16 transformer
+    "sweep_phase_diagram.ipynb",        # ~10 s: a 2 × 2 × 2-seed sweep of 4 epochs
     pytest.param("watch_the_merge.ipynb", marks=pytest.mark.slow),  # ~40 s: 560 epochs of the parity study
 ]
 

@@ -378,6 +378,49 @@ def test_ray_engine_resumes_a_killed_run(local_ray, swept, tmp_path):
         assert run.steps() == schedule and [m["step"] for m in run.read_metrics()] == schedule
 
 
+@pytest.mark.slow
+def test_an_icl_sweep_on_ray_gives_the_local_engines_summaries(local_ray, tmp_path):
+    from rnnautomata.engines import RayEngine
+    from test_sweep_kinds import tiny_cls
+
+    grid = {"data.n_items": [20, 80]}
+    local = run_sweep(tiny_cls(), grid, [0], tmp_path / "local", engine=LocalEngine(1), progress=False, render=False)
+    on_ray = run_sweep(tiny_cls(), grid, [0], tmp_path / "ray", engine=RayEngine(), progress=False, render=False)
+    assert [r["status"] for r in on_ray["runs"]] == ["complete", "complete"]
+    assert [r["summary"] for r in on_ray["runs"]] == [r["summary"] for r in local["runs"]]
+
+
+@pytest.mark.slow
+def test_sigint_to_a_ray_sweep_then_rerun(local_ray, tmp_path):
+    """A real Ctrl-C to `rnnautomata sweep --engine ray` joined to this session's Ray (its tasks are
+    cancelled with the driver), then the same command again: every run completes once, each seed's
+    checkpoints and metrics exactly its schedule (none duplicated or lost)."""
+    study = tmp_path / "tiny.toml"
+    study.write_text(_toml(tiny_raw(train={"epochs": 20})))
+    out = tmp_path / "s"
+    address = local_ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "rnnautomata", "sweep", str(study), "--grid", "model.init_gain=0.1,1.0",
+           "--seeds", "0-1", "--out", str(out), "--engine", "ray", "--address", address, "--quiet", "--no-render"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not any(out.rglob("step_*.safetensors")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "interrupted" in [r["status"] for r in json.loads((out / "sweep.json").read_text())["runs"]]
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [r["status"] for r in sweep["runs"]] == ["complete"] * 2 and sweep["engine"] == "ray"
+    for r in sweep["runs"]:
+        for s in (0, 1):
+            run = RunDir(out / r["dir"] / f"seed_{s:04d}")
+            assert run.steps() == run.read_manifest()["schedule"]
+            assert [m["step"] for m in run.read_metrics()] == run.steps()
+
+
 def test_phase_diagram_of_three_axes_draws_one_figure_per_further_value(tmp_path):
     from rnnautomata.sweep import MEASURES, draw_phase_diagram
 

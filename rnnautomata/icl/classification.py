@@ -29,6 +29,7 @@ stays there (``grokking.jump_step``).
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,19 @@ from rnnautomata.icl.config import ICLClassificationStudy
 from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 
 __all__ = ["ItemClassification", "Batch", "AttentionMLP", "classification_loss", "accuracy",
-           "run_classification", "track_classification", "icl_level", "fit_threshold"]
+           "run_classification", "track_classification", "icl_level", "fit_threshold",
+           "TRANSIENT_DROP", "SWEEP_MEASURES", "summarise_run", "sweep_figures"]
+
+TRANSIENT_DROP = 0.1  # ICL is transient: it reached the t_ICL level, then fell more than this below its peak
+#: the panels of a sweep's phase diagram (columns of aggregate.csv: medians and fractions over seeds)
+SWEEP_MEASURES = (
+    ("acc_icl_median", "final ICL accuracy (median)", False),
+    ("acc_iwl_median", "final IWL accuracy (median)", False),
+    ("fraction_icl_appeared", "fraction where ICL appeared", False),
+    ("t_icl_median", "t_ICL, steps (median over seeds with ICL)", False),
+    ("fraction_icl_transient", "fraction with transient ICL", False),
+    ("peak_icl_median", "peak ICL accuracy (median)", False),
+)
 
 
 class Batch:
@@ -249,9 +262,78 @@ def summarise(study: ICLClassificationStudy, records: list[dict], jump_step) -> 
         "final": {k: records[-1][k] for k in ("acc/icl", "acc/iwl", "loss/icl", "loss/iwl", "train/loss")},
         "t_icl": jump_step(steps, icl, level), "t_iwl": jump_step(steps, iwl, level),
         "peak_icl": {"acc": float(icl[peak]), "step": int(steps[peak])},
-        # reached the level at some checkpoint, but is below it at the end
-        "icl_transient": bool(icl.max() >= level and icl[-1] < level),
+        # reached the level at some checkpoint, then fell more than TRANSIENT_DROP below its peak
+        "icl_transient": bool(icl.max() >= level and icl.max() - icl[-1] > TRANSIENT_DROP),
     }
+
+
+def summarise_run(run_dir: str | Path) -> dict:
+    """One finished run's sweep row: final ``acc_icl`` / ``acc_iwl`` / ``train_loss``, ``t_icl`` and
+    ``t_iwl`` (None: never reached and kept), ``icl_appeared`` (``acc/icl`` reached the t_ICL level
+    at some checkpoint), ``icl_transient`` (it appeared, then fell by more than
+    :data:`TRANSIENT_DROP` below its peak), ``peak_icl`` and ``peak_icl_step``. From the run's
+    study.toml and metrics.jsonl.
+
+    Raises
+    ------
+    CheckpointError if the folder holds no icl_classification run with metrics.
+    """
+    from rnnautomata.icl.grokking import jump_step
+
+    run = RunDir(Path(run_dir))
+    study = _read_classification_study(run)
+    records = run.read_metrics()
+    if not records:
+        raise CheckpointError(f"{run.root} has no metrics yet; run `rnnautomata run` first")
+    s = summarise(study, records, jump_step)
+    return {
+        "acc_icl": s["final"]["acc/icl"], "acc_iwl": s["final"]["acc/iwl"], "train_loss": s["final"]["train/loss"],
+        "t_icl": s["t_icl"], "t_iwl": s["t_iwl"],
+        "icl_appeared": bool(s["peak_icl"]["acc"] >= s["level"]), "icl_transient": s["icl_transient"],
+        "peak_icl": s["peak_icl"]["acc"], "peak_icl_step": s["peak_icl"]["step"],
+    }
+
+
+def _read_classification_study(run: RunDir) -> ICLClassificationStudy:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    from rnnautomata.errors import ConfigError
+    from rnnautomata.icl.config import study_from_dict
+
+    if not run.study_path.is_file():
+        raise CheckpointError(f"{run.root} has no study.toml; it was not written by `rnnautomata run`")
+    try:
+        study = study_from_dict(tomllib.loads(run.study_path.read_text()))
+    except (tomllib.TOMLDecodeError, ConfigError) as err:
+        raise CheckpointError(f"{run.study_path} is not a valid study ({err})") from None
+    if not isinstance(study, ICLClassificationStudy):
+        raise CheckpointError(f"{run.root} is a {study.kind!r} run, not icl_classification")
+    return study
+
+
+def sweep_figures(sweep_dir: str | Path, run_dirs, n_boot: int = 200) -> list[Path]:
+    """K* across a sweep's finished runs: ``sweep_dir/threshold.json`` (:func:`rnnautomata.icl.threshold.
+    analyse_threshold`: K* per N with bootstrap spread and per-seed fits, the log K*–log N slope beside
+    the paper's 1/0.7, bimodality near K*) and ``figures/icl_threshold.{png,svg}``. Nothing when
+    fewer than two values of K were run. The bootstrap's generator is seeded (0): reruns agree."""
+    from rnnautomata.icl.threshold import analyse_threshold, draw_threshold
+
+    rows = []
+    for d in run_dirs:
+        run = RunDir(Path(d))
+        study = _read_classification_study(run)
+        records = run.read_metrics()
+        if records:
+            rows.append({"dir": str(Path(d)), "n_items": study.data.n_items, "n_context": study.data.n_context,
+                         "seed": study.train.seed, "acc_icl": records[-1]["acc/icl"], "chance": 1 / study.data.n_labels})
+    if len({r["n_items"] for r in rows}) < 2:
+        return []
+    analysis = analyse_threshold(rows, np.random.default_rng(0), n_boot)
+    root = Path(sweep_dir)
+    written = [atomic_write_json(root / "threshold.json", {"runs": rows, **analysis})]
+    return written + draw_threshold(rows, analysis, root / "figures" / "icl_threshold")
 
 
 def _figure(study: ICLClassificationStudy, records: list[dict], run: RunDir) -> None:

@@ -171,7 +171,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> ICLStudy | GrokkingStudy:
     if kind not in _KINDS:
         raise ConfigError(f"kind = {kind!r} is not handled by rnnautomata.icl; choose one of: {', '.join(_KINDS)}")
     cls = _KINDS[kind]
-    unknown = sorted(set(raw) - {"kind", "name", *_SECTIONS})
+    unknown = sorted(set(raw) - {"kind", "name", "sweep", *_SECTIONS})  # [sweep]: read by rnnautomata.sweep
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in the study; allowed: kind, name, {', '.join(_SECTIONS)}")
     defaults = cls()
