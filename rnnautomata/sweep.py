@@ -106,52 +106,6 @@ MEASURES = (
     ("final_train_loss_median", "final training loss (median)", True),
 )
 
-#: ICL kinds not yet in the registry: their current functions (rnnautomata.icl.study) in a kind's shape.
-#: (Temporary: once they are in rnnautomata.studies.KINDS this map and _ICLFallback go.)
-_ICL_FALLBACK = ("icl", "grokking", "icl_classification")
-
-
-class _ICLFallback:
-    """``load / run / summarise / sweep_figures`` of an ICL kind that is not in the registry yet."""
-
-    seed_field = "train.seed"
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def load(self, raw: dict):
-        from rnnautomata.icl.study import load_study
-
-        return load_study(raw)
-
-    def run(self, study, out: Path, *, device: str | None = None, progress: bool = True, render: bool = True) -> dict:
-        from rnnautomata.icl.study import run_study
-
-        return run_study(study, Path(out), device or "cpu", progress)
-
-    def summarise(self, run_dir: Path) -> dict:
-        if self.name == "icl_classification":
-            from rnnautomata.icl.classification import summarise_run
-
-            return summarise_run(run_dir)
-        return last_metrics(run_dir)
-
-    def sweep_figures(self, sweep_dir: Path, run_dirs: Sequence[Path]) -> list[Path]:
-        if self.name == "icl_classification":
-            from rnnautomata.icl.classification import sweep_figures
-
-            return sweep_figures(sweep_dir, run_dirs)
-        return []
-
-    @property
-    def sweep_measures(self):
-        if self.name == "icl_classification":
-            from rnnautomata.icl.classification import SWEEP_MEASURES
-
-            return SWEEP_MEASURES
-        return None
-
-
 def study_kind(name: str):
     """The kind object a sweep runs ``kind = name`` studies through; None for ``automata``
     (trained, tracked and summarised by this module itself).
@@ -166,9 +120,7 @@ def study_kind(name: str):
 
     if name in KINDS:
         return get_kind(name)
-    if name in _ICL_FALLBACK:
-        return _ICLFallback(name)
-    known = ", ".join(dict.fromkeys(("automata", *KINDS, *_ICL_FALLBACK)))
+    known = ", ".join(dict.fromkeys(("automata", *KINDS)))
     raise ConfigError(f"kind = {name!r} is not a known study kind; choose one of: {known}")
 
 

@@ -102,7 +102,6 @@ def test_shipped_studies_validate():
             load_study(path)
         elif raw["kind"] in KINDS:  # a registered study kind validates its own file
             raw.pop("sweep", None)
-        elif raw["kind"] in KINDS:   # a registered study kind validates its own files
             get_kind(raw["kind"]).load(raw)
         else:
             icl_study.load_study(raw)

@@ -25,6 +25,8 @@ KINDS: dict[str, str] = {
     "icl": "rnnautomata.studies.icl:ICLKind",
     "grokking": "rnnautomata.studies.grokking:GrokkingKind",
     "icl_classification": "rnnautomata.studies.icl_classification:ICLClassificationKind",
+    "transient_ridge": "rnnautomata.studies.transient_ridge:TransientRidge",
+    "induction": "rnnautomata.studies.induction:InductionKind",
 }
 
 FOLDER_KINDS: dict[str, str] = {

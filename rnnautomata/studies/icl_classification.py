@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnautomata.studies.icl import ICLFamilyKind, _json
+from rnnautomata.studies.icl import ICLFamilyKind
 
 __all__ = ["ICLClassificationKind"]
 
@@ -27,9 +27,20 @@ class ICLClassificationKind(ICLFamilyKind):
         return track_classification(study, run)
 
     def summarise(self, run_dir: Path) -> dict:
-        """Final acc/icl, acc/iwl and losses, t_ICL and t_IWL, the ICL peak and whether ICL was transient
-        (summary.json)."""
-        s = _json(Path(run_dir) / "summary.json")
-        row = {f"final_{k.replace('/', '_')}": v for k, v in s["final"].items()}
-        return {**row, "t_icl": s["t_icl"], "t_iwl": s["t_iwl"], "peak_icl_acc": s["peak_icl"]["acc"],
-                "peak_icl_step": s["peak_icl"]["step"], "icl_transient": s["icl_transient"]}
+        """Final acc/icl and acc/iwl, t_ICL, whether ICL appeared and whether it was transient
+        (:func:`rnnautomata.icl.classification.summarise_run`)."""
+        from rnnautomata.icl.classification import summarise_run
+
+        return summarise_run(run_dir)
+
+    def sweep_figures(self, sweep_dir: Path, run_dirs) -> list[Path]:
+        """K* per N, its spread and the log K* vs log N slope (:mod:`rnnautomata.icl.threshold`)."""
+        from rnnautomata.icl.classification import sweep_figures
+
+        return sweep_figures(sweep_dir, run_dirs)
+
+    @property
+    def sweep_measures(self):
+        from rnnautomata.icl.classification import SWEEP_MEASURES
+
+        return SWEEP_MEASURES
