@@ -61,7 +61,8 @@ def run_seeds(task: str, positional: str, seeds: list[int], overrides: list[str]
     import torch
 
     torch.set_num_threads(1)
-    from rnnautomata.batched import seed_dir, train_seeds
+    from rnnautomata.batched import seed_dir
+    from rnnautomata.seeds import train_seeds
 
     study = protocol_study(task, positional, overrides, TEST_LENGTH, seeds=seeds)
     out = Path(work) / f"{task}_{positional}"

@@ -643,10 +643,9 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
     finished checkpoints of every seed are kept.
     CheckpointError if ``out_dir`` holds something else, or another process is training into it.
     """
-    if study.model.arch not in RECURRENT_ARCHS:  # no one-step API (a transformer): torch.func stacking
-        from rnnautomata.stacked import train_stacked
-
-        return train_stacked(study, out_dir, device, progress)
+    if study.model.arch not in RECURRENT_ARCHS:
+        raise ConfigError(f"model.arch = {study.model.arch!r} has no recurrence; train its seeds with "
+                          "rnnautomata.seeds.train_seeds (torch.func stacking)")
     with RunDir(Path(out_dir)).locked():
         return _train_seeds(study, out_dir, device, progress)
 

@@ -37,9 +37,7 @@ from rnnautomata.batched import (
     _common_steps,
     _epoch_rows,
     _gather_rows,
-    _optimizer_for,
     _prepare_dirs,
-    _progress,
     _seed_data,
     _SeedData,
     _set_stacked_optimizer_state,
@@ -48,6 +46,7 @@ from rnnautomata.batched import (
     seed_study,
 )
 from rnnautomata.config import Study
+from rnnautomata.loop import Progress
 from rnnautomata.data import make_task
 from rnnautomata.errors import ConfigError, TrainingError
 from rnnautomata.models.base import SequenceModel
@@ -208,7 +207,7 @@ def _train_stacked(study: Study, out_dir: str | Path, device: str | None, progre
     model = StackedModel(models, dev)
     width = getattr(models[0], "state_size", 1)
     params = model.parameters()
-    opt = _optimizer_for(params, study)
+    opt = make_optimizer(params, study)
     if resumed_from is not None:
         _set_stacked_optimizer_state(opt, params, [[o.state.get(p, {}) for p in m.parameters()] for m, o in zip(models, seed_opts)])
 
@@ -228,7 +227,7 @@ def _train_stacked(study: Study, out_dir: str | Path, device: str | None, progre
 
     pending = [s for s in schedule if resumed_from is None or s > resumed_from]
     start = resumed_from or 0
-    bar = _progress(total, start, progress, f"{study.name} ×{len(seeds)}")
+    bar = Progress(total, start, progress, f"{study.name} ×{len(seeds)}")
     check_every = 1 if dev.type == "cpu" else 25  # a NaN check syncs the GPU: batch it there
     flags: list[tuple[int, int, torch.Tensor]] = []
     records = None

@@ -411,7 +411,8 @@ def _run_job(job: Mapping[str, Any]) -> dict:
         return {"per_seed": per_seed, "elapsed_s": round(time.perf_counter() - started, 3)}
     if job["batched"]:
         from rnnautomata.aggregate import aggregate_seeds
-        from rnnautomata.batched import seed_dir, train_seeds
+        from rnnautomata.batched import seed_dir
+        from rnnautomata.seeds import train_seeds
 
         study = study_from_dict({**job["raw"], "seeds": job["seeds"]})
         train_seeds(study, out, device=device, progress=False)

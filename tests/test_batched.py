@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnautomata.batched import BatchedRecurrent, seed_dir, seed_study, train_seeds
+from rnnautomata.batched import BatchedRecurrent, seed_dir, seed_study
+from rnnautomata.seeds import train_seeds
 from rnnautomata.config import study_from_dict
 from rnnautomata.data import make_task
 from rnnautomata.dynamics import track

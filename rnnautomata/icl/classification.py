@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from rnnautomata.errors import CheckpointError
 from rnnautomata.icl.config import ICLClassificationStudy
+from rnnautomata.icl.threshold import fit_threshold  # re-exported: K* lives with the threshold analysis
 from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
 
 __all__ = ["ItemClassification", "Batch", "AttentionMLP", "classification_loss", "accuracy",
@@ -167,28 +168,6 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
 def icl_level(n_labels: int) -> float:
     """Half-way between chance and perfect accuracy: the level that defines t_ICL."""
     return (1 + 1 / n_labels) / 2
-
-
-def fit_threshold(n_items: np.ndarray, final_icl: np.ndarray, chance: float = 0.5) -> tuple[float, float]:
-    """K*: the midpoint of a sigmoid in log K fitted to final ICL accuracy (one value per run).
-
-    acc(K) = chance + (1 − chance) / (1 + exp(−(log K − log K*) / width)). Returns ``(K*, width)``;
-    several seeds per K simply enter as several points. Raises ValueError when the runs do not
-    straddle the threshold (all below or all above the half-way level).
-    """
-    from scipy.optimize import curve_fit
-
-    k, acc = np.log(np.asarray(n_items, dtype=np.float64)), np.asarray(final_icl, dtype=np.float64)
-    half = (1 + chance) / 2
-    if not (acc.min() < half < acc.max()):
-        raise ValueError(f"final ICL accuracies {acc.min():.2f}..{acc.max():.2f} do not straddle {half:.2f}; "
-                         "widen the range of K")
-
-    def curve(x, mid, width):
-        return chance + (1 - chance) / (1 + np.exp(-(x - mid) / width))
-
-    (mid, width), _ = curve_fit(curve, k, acc, p0=(np.median(k), 0.5), bounds=([k.min() - 5, 1e-3], [k.max() + 5, 10]))
-    return float(np.exp(mid)), float(width)
 
 
 def _task(study: ICLClassificationStudy) -> ItemClassification:

@@ -6,7 +6,7 @@ bimodal outcomes across seeds near K*. From one row per finished run (``n_items`
 ``n_context`` N, ``seed``, final ``acc_icl``, ``chance``), :func:`analyse_threshold` measures:
 
 - per N: K* and the width of a sigmoid in log K fitted to the final ICL accuracies of all its runs
-  (:func:`rnnautomata.icl.classification.fit_threshold`); its spread as the 16th–84th percentiles of
+  (:func:`rnnautomata.icl.threshold.fit_threshold`); its spread as the 16th–84th percentiles of
   a bootstrap (runs resampled with replacement within each K); K* of each seed alone where that
   seed's runs straddle the threshold;
 - the slope of log K* against log N (least squares; the bootstrap gives its spread), beside the
@@ -34,8 +34,30 @@ MIDDLE_BAND = (0.25, 0.75)     # the middle of the way from chance to 1 (L = 2: 
 NEAR_FACTOR = 2.0              # "near K*": K*/2 ≤ K ≤ 2 K*
 
 
+def fit_threshold(n_items: np.ndarray, final_icl: np.ndarray, chance: float = 0.5) -> tuple[float, float]:
+    """K*: the midpoint of a sigmoid in log K fitted to final ICL accuracy (one value per run).
+
+    acc(K) = chance + (1 − chance) / (1 + exp(−(log K − log K*) / width)). Returns ``(K*, width)``;
+    several seeds per K simply enter as several points. Raises ValueError when the runs do not
+    straddle the threshold (all below or all above the half-way level).
+    """
+    from scipy.optimize import curve_fit
+
+    k, acc = np.log(np.asarray(n_items, dtype=np.float64)), np.asarray(final_icl, dtype=np.float64)
+    half = (1 + chance) / 2
+    if not (acc.min() < half < acc.max()):
+        raise ValueError(f"final ICL accuracies {acc.min():.2f}..{acc.max():.2f} do not straddle {half:.2f}; "
+                         "widen the range of K")
+
+    def curve(x, mid, width):
+        return chance + (1 - chance) / (1 + np.exp(-(x - mid) / width))
+
+    (mid, width), _ = curve_fit(curve, k, acc, p0=(np.median(k), 0.5), bounds=([k.min() - 5, 1e-3], [k.max() + 5, 10]))
+    return float(np.exp(mid)), float(width)
+
+
+
 def _fit(k: np.ndarray, acc: np.ndarray, chance: float) -> tuple[float, float] | None:
-    from rnnautomata.icl.classification import fit_threshold
 
     try:
         with warnings.catch_warnings(), np.errstate(over="ignore"):  # resamples far from the midpoint

@@ -120,7 +120,7 @@ class SeedsKind(StudyKind):
         """Train every seed as one batched model, track each (``jobs`` processes), and (``render``)
         write the seeds' report."""
         from rnnautomata.aggregate import aggregate_seeds
-        from rnnautomata.batched import train_seeds
+        from rnnautomata.seeds import train_seeds
 
         train_seeds(study, out, device=device, progress=progress)
         agg = aggregate_seeds(out, progress=progress, jobs=jobs)
