@@ -46,7 +46,7 @@ def test_automata_summary_is_the_runs_dynamics(tmp_path):
 @pytest.mark.parametrize("raw, keys", [
     (_ICL, {"final_train_loss": "train/loss", "final_test_loss": "test/loss"}),
     (_GROKKING, {"final_train_acc": "train/acc", "final_test_acc": "test/acc"}),
-    (_CLASSIFICATION, {"final_acc_icl": "acc/icl", "final_acc_iwl": "acc/iwl"}),
+    (_CLASSIFICATION, {"acc_icl": "acc/icl", "acc_iwl": "acc/iwl", "train_loss": "train/loss"}),
 ], ids=["icl", "grokking", "icl_classification"])
 def test_icl_family_summary_is_the_last_metrics_row(tmp_path, raw, keys):
     kind = get_kind(raw["kind"])
