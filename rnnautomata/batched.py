@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -647,10 +647,48 @@ def train_seeds(study: Study, out_dir: str | Path, device: str | None = None, pr
         raise ConfigError(f"model.arch = {study.model.arch!r} has no recurrence; train its seeds with "
                           "rnnautomata.seeds.train_seeds (torch.func stacking)")
     with RunDir(Path(out_dir)).locked():
-        return _train_seeds(study, out_dir, device, progress)
+        return train_stack(study, out_dir, device, progress, recurrent_stack)
 
 
-def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress: bool) -> dict:
+@dataclasses.dataclass(frozen=True)
+class SeedStack:
+    """One architecture family's many seeds as one model: what the shared many-seed loop
+    (:func:`train_stack`) needs from it.
+
+    model : the stacked model (``n_outputs``).
+    params : its stacked parameters, in the per-seed model's ``parameters()`` order (so a per-seed
+        optimizer's state maps onto them one to one).
+    supervised : ``(x, y (n, B, T), target, start_output) -> (outputs, targets)``, train.supervised
+        for every seed.
+    evaluate : ``(data, study, max_length) -> [metrics dict per seed]``, train.evaluate for every seed.
+    seed_states : ``() -> [state dict per seed]`` on the CPU (one host copy of every stacked tensor).
+    """
+
+    model: object
+    params: list
+    supervised: Callable
+    evaluate: Callable
+    seed_states: Callable
+
+
+def recurrent_stack(models: Sequence[RecurrentModel], device: torch.device) -> SeedStack:
+    """The recurrent family's :class:`SeedStack`: :class:`BatchedRecurrent` and its fused recurrence."""
+    model = BatchedRecurrent(models).to(device)
+
+    def seed_states() -> list[dict]:
+        weights = {name: model.tensor(name).detach().to("cpu") for name in model.param_names + model.buffer_names}
+        return [{name: w[k] for name, w in weights.items()} for k in range(model.n_seeds)]
+
+    return SeedStack(model, model.ordered_parameters(),
+                     lambda x, y, target, start: _run_supervised(model, x, y, target, start),
+                     lambda data, study, max_length: evaluate_seeds(model, data, study, max_length=max_length),
+                     seed_states)
+
+
+def train_stack(study: Study, out_dir: str | Path, device: str | None, progress: bool,
+                make_stack: Callable[[list, torch.device], SeedStack]) -> dict:
+    """The many-seed loop for any :class:`SeedStack` (``make_stack(models, device)``): data, schedule,
+    resume, per-seed checkpoints, NaN checks. Callers hold the folder's lock."""
     if study.train.patience is not None:
         raise ConfigError("train.patience (early stopping) applies to single-seed runs; drop it or drop `seeds`, "
                           "since the seeds of one study train together for the same number of steps")
@@ -672,21 +710,20 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
     seed_opts = [make_optimizer(m, st) for m, st in zip(models, studies)]
     resumed_from = _prepare_dirs(top, runs, study, studies, models, seed_opts, spe, schedule)
 
-    model = BatchedRecurrent(models).to(dev)
-    params = model.ordered_parameters()
+    stack = make_stack(models, dev)
+    model, params = stack.model, stack.params
     opt = make_optimizer(params, study)  # elementwise, so per seed
     if resumed_from is not None:
         _set_stacked_optimizer_state(opt, params, [[o.state.get(p, {}) for p in m.parameters()] for m, o in zip(models, seed_opts)])
 
     def save(step: int) -> list[dict]:
         long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
-        records = evaluate_seeds(model, data, study, max_length=None if long_eval else LONG_EVAL_LENGTH)
-        # one device-to-host copy of every stacked tensor, then per-seed slices
-        weights = {name: model.tensor(name).detach().to("cpu") for name in model.param_names + model.buffer_names}
+        records = stack.evaluate(data, study, None if long_eval else LONG_EVAL_LENGTH)
+        states = stack.seed_states()
         opt_state = [{key: v.detach().to("cpu") for key, v in opt.state.get(p, {}).items() if torch.is_tensor(v)} for p in params]
         for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
             # seed k's checkpoint through its own model and optimizer: train.write_checkpoint's format exactly
-            m.load_state_dict({name: w[k] for name, w in weights.items()})
+            m.load_state_dict(states[k])
             for p, state in zip(m.parameters(), opt_state):
                 o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
             rec = {"step": step, "epoch": step / spe, **records[k]}
@@ -715,7 +752,7 @@ def _train_seeds(study: Study, out_dir: str | Path, device: str | None, progress
         i, rows = epoch_steps[state - epoch * spe]
         x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
         y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
-        out, tgt = _run_supervised(model, x, y, study.task.target, data.start_output)
+        out, tgt = stack.supervised(x, y, study.task.target, data.start_output)
         losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
         flags.append((step, epoch, ~torch.isfinite(losses.detach())))
         if len(flags) >= check_every or checkpoints.due(step):

@@ -31,29 +31,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from rnnautomata.batched import (
-    _check_finite,
-    _clip_per_seed,
-    _common_steps,
-    _epoch_rows,
-    _gather_rows,
-    _prepare_dirs,
-    _seed_data,
-    _SeedData,
-    _set_stacked_optimizer_state,
-    per_seed_loss,
-    seed_dir,
-    seed_study,
-)
+from rnnautomata.batched import SeedStack, _SeedData, per_seed_loss, train_stack
 from rnnautomata.config import Study
-from rnnautomata.loop import Progress
-from rnnautomata.data import make_task
-from rnnautomata.errors import ConfigError, TrainingError
 from rnnautomata.models.base import SequenceModel
 from rnnautomata.runs import RunDir
-from rnnautomata.train import LONG_EVAL_LENGTH, build_model, checkpoint_steps, make_optimizer, resolve_device, write_checkpoint
 
-__all__ = ["StackedModel", "evaluate_stacked", "train_stacked"]
+__all__ = ["StackedModel", "evaluate_stacked", "transformer_stack", "train_stacked"]
 
 _EVAL_BUDGET = 1 << 24  # floats of activations per evaluation chunk (n_seeds × rows × positions × width)
 
@@ -172,110 +155,22 @@ def evaluate_stacked(model: StackedModel, data: _SeedData, study: Study, width: 
     return [{key: float(values[s]) for key, values in records.items()} for s in range(n)]
 
 
+def transformer_stack(models: Sequence[SequenceModel], device: torch.device) -> SeedStack:
+    """The non-recurrent family's :class:`~rnnautomata.batched.SeedStack`: a :class:`StackedModel`."""
+    model = StackedModel(models, device)
+    width = getattr(models[0], "state_size", 1)  # sizes the evaluation chunks
+    return SeedStack(model, model.parameters(),
+                     lambda x, y, target, start: _supervised(model, x, y, target, start),
+                     lambda data, study, max_length: evaluate_stacked(model, data, study, width, max_length=max_length),
+                     lambda: [model.seed_state_dict(k) for k in range(model.n_seeds)])
+
+
 def train_stacked(study: Study, out_dir: str | Path, device: str | None = None, progress: bool = True) -> dict:
     """Train every seed of ``study.seeds`` as one stacked model, each into ``out_dir/seed_XXXX/``.
 
     Same parameters, return value, folder layout, resumption and errors as
-    :func:`rnnautomata.batched.train_seeds` (which calls this for non-recurrent archs).
+    :func:`rnnautomata.batched.train_seeds`: the same loop (:func:`rnnautomata.batched.train_stack`)
+    over a :class:`StackedModel`.
     """
     with RunDir(Path(out_dir)).locked():
-        return _train_stacked(study, out_dir, device, progress)
-
-
-def _train_stacked(study: Study, out_dir: str | Path, device: str | None, progress: bool) -> dict:
-    if study.train.patience is not None:
-        raise ConfigError("train.patience (early stopping) applies to single-seed runs; drop it or drop `seeds`, "
-                          "since the seeds of one study train together for the same number of steps")
-    if study.kind != "automata":
-        raise ConfigError(f"seeds are supported for kind = 'automata' studies only (got {study.kind!r})")
-    dev = resolve_device(device or study.train.device)
-    seeds = list(study.seeds) if study.seeds is not None else [study.seed]
-    top = RunDir(Path(out_dir))
-    runs = [RunDir(seed_dir(out_dir, s)) for s in seeds]
-    task = make_task(study.task)
-    data = _seed_data(study, seeds, task, dev)
-    spe = data.train_set.steps_per_epoch(study.train.batch_size)
-    schedule = checkpoint_steps(spe, study.train.epochs, study.train.checkpoint_every, study.train.early_checkpoints)
-    eval_every_steps = None if study.train.eval_every is None else study.train.eval_every * spe
-    total = schedule[-1]
-
-    studies = [seed_study(study, s) for s in seeds]
-    models = [build_model(st, task) for st in studies]  # CPU; seed s's init, reused to write its checkpoints
-    seed_opts = [make_optimizer(m, st) for m, st in zip(models, studies)]
-    resumed_from = _prepare_dirs(top, runs, study, studies, models, seed_opts, spe, schedule)
-
-    model = StackedModel(models, dev)
-    width = getattr(models[0], "state_size", 1)
-    params = model.parameters()
-    opt = make_optimizer(params, study)
-    if resumed_from is not None:
-        _set_stacked_optimizer_state(opt, params, [[o.state.get(p, {}) for p in m.parameters()] for m, o in zip(models, seed_opts)])
-
-    def save(step: int) -> list[dict]:
-        long_eval = eval_every_steps is None or step % eval_every_steps == 0 or step == total
-        records = evaluate_stacked(model, data, study, width, max_length=None if long_eval else LONG_EVAL_LENGTH)
-        opt_state = [{key: v.detach().to("cpu") for key, v in opt.state.get(p, {}).items() if torch.is_tensor(v)} for p in params]
-        for k, (run, m, o, st) in enumerate(zip(runs, models, seed_opts, studies)):
-            # seed k's checkpoint through its own model and optimizer: train.write_checkpoint's format exactly
-            m.load_state_dict(model.seed_state_dict(k))
-            for p, state in zip(m.parameters(), opt_state):
-                o.state[p] = {key: (v[k] if v.dim() > 0 else v).clone() for key, v in state.items()}  # Adam's step: shared
-            rec = {"step": step, "epoch": step / spe, **records[k]}
-            write_checkpoint(run, step, step / spe, m, o, st, task, metrics=rec)
-            run.append_metrics(rec)
-        return records
-
-    pending = [s for s in schedule if resumed_from is None or s > resumed_from]
-    start = resumed_from or 0
-    bar = Progress(total, start, progress, f"{study.name} ×{len(seeds)}")
-    check_every = 1 if dev.type == "cpu" else 25  # a NaN check syncs the GPU: batch it there
-    flags: list[tuple[int, int, torch.Tensor]] = []
-    records = None
-    try:
-        if pending and pending[0] == start:
-            records = save(start)
-            pending.pop(0)
-        step = start
-        for epoch in range(start // spe, study.train.epochs):
-            offset = step - epoch * spe
-            for i, rows in _epoch_rows(data.train_set, study.train.batch_size, seeds, epoch, dev)[offset:]:
-                step += 1
-                x = _gather_rows(data.train_inputs[i], rows)  # (n, B, L)
-                y = _gather_rows(data.train_targets[i], rows)  # (n, B, L)
-                out, tgt = _supervised(model, x, y, study.task.target, data.start_output)
-                losses = per_seed_loss(out, tgt, study.train.loss, model.n_outputs)  # (n,)
-                flags.append((step, epoch, ~torch.isfinite(losses.detach())))
-                if len(flags) >= check_every or (pending and step == pending[0]):
-                    _check_finite(flags, seeds, runs, top, study)
-                    flags = []
-                opt.zero_grad(set_to_none=True)
-                losses.sum().backward()  # sum over seeds: each slice gets its own seed's gradient
-                if study.train.grad_clip is not None:
-                    _clip_per_seed(params, study.train.grad_clip)
-                opt.step()
-                if bar is not None:
-                    bar.update(1)
-                if pending and step == pending[0]:
-                    records = save(step)
-                    pending.pop(0)
-        _check_finite(flags, seeds, runs, top, study)
-    except KeyboardInterrupt:
-        done = _common_steps(runs)
-        raise TrainingError(
-            f"interrupted; checkpoints up to step {done[-1] if done else None} are kept for every seed: "
-            "rerun the same command to resume"
-        ) from None
-    finally:
-        if bar is not None:
-            bar.close()
-    for run in runs:
-        run.write_manifest(status="complete")
-    top.write_manifest(status="complete")
-    return {
-        "seeds": seeds,
-        "seed_dirs": [str(r.root) for r in runs],
-        "steps": _common_steps(runs),
-        "final": records,
-        "resumed_from": resumed_from,
-        "steps_per_epoch": spe,
-    }
+        return train_stack(study, out_dir, device, progress, transformer_stack)
