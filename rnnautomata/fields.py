@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import fields
-from typing import Any, Callable, Mapping
+from dataclasses import asdict, fields
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rnnautomata.errors import ConfigError
 
-__all__ = ["coerce_field", "build_section", "show_value"]
+__all__ = ["coerce_field", "build_section", "build_study", "positive_numbers", "show_value"]
 
 _NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
@@ -126,4 +126,51 @@ def build_section(
         kwargs[name] = coerce_field(key, value, hints[name])
         if check is not None:
             check(key, kwargs[name])
+    return cls(**kwargs)
+
+
+def positive_numbers(choices: Mapping[str, tuple], nonnegative: Iterable[str] = ()) -> Callable[[str, Any], None]:
+    """The field rule most sectioned studies share, as a ``check`` for :func:`build_section`: a key
+    in ``choices`` takes one of its listed values; every number is positive, except the keys in
+    ``nonnegative``, which may be 0."""
+    nonneg = frozenset(nonnegative)
+
+    def check(key: str, value: Any) -> None:
+        if key in choices and value not in choices[key]:
+            raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(choices[key])}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key in nonneg and value < 0:
+                raise ConfigError(f"{key} must be ≥ 0 (got {value!r})")
+            if key not in nonneg and value <= 0:
+                raise ConfigError(f"{key} must be positive (got {value!r})")
+
+    return check
+
+
+def build_study(cls: type, raw: Any, sections: Sequence[str], check: Callable[[str, Any], None] | None = None,
+                *, merge_defaults: bool = False, **fixed: Any) -> Any:
+    """The frozen study dataclass ``cls`` (top-level ``kind``, ``name`` and one dataclass per section)
+    from a parsed study TOML.
+
+    A ``[sweep]`` table is allowed and ignored (``rnnautomata sweep`` reads it). With
+    ``merge_defaults``, each section starts from ``cls()``'s section (a study's own section defaults)
+    rather than the section class's. ``fixed`` are further keyword arguments of ``cls`` (``kind``).
+    Every problem is a one-line ConfigError naming the key.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("a study must be a TOML table")
+    unknown = sorted(set(raw) - {"kind", "name", "sweep", *sections}, key=str)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in the study; allowed: kind, name, {', '.join(sections)}")
+    defaults = cls()
+    kwargs: dict[str, Any] = dict(fixed)
+    if "name" in raw:
+        if not isinstance(raw["name"], str) or not raw["name"]:
+            raise ConfigError(f"name must be a non-empty string (got {raw['name']!r})")
+        kwargs["name"] = raw["name"]
+    for section in sections:
+        sub = raw.get(section, {})
+        if merge_defaults and isinstance(sub, Mapping):
+            sub = {**asdict(getattr(defaults, section)), **sub}
+        kwargs[section] = build_section(type(getattr(defaults, section)), sub, section, check)
     return cls(**kwargs)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from rnnautomata.errors import ConfigError
 from rnnautomata.config import toml_value
-from rnnautomata.fields import build_section
+from rnnautomata.fields import build_study, positive_numbers
 
 __all__ = [
     "ICLData", "ICLModel", "ICLTrain", "Measures", "ICLStudy",
@@ -146,15 +146,8 @@ _CHOICES = {"model.parametrization": ("merged", "separate")}
 _NONNEGATIVE = {"data.noise_std", "train.weight_decay", "train.seed", "data.noise", "data.p_bursty"}
 
 
-def _check_value(key: str, value: Any) -> None:
-    """ICL/grokking rules: listed choices; every number positive, except the ones that may be 0."""
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if key in _NONNEGATIVE and value < 0:
-            raise ConfigError(f"{key} must be ≥ 0 (got {value!r})")
-        if key not in _NONNEGATIVE and value <= 0:
-            raise ConfigError(f"{key} must be positive (got {value!r})")
+#: ICL/grokking rules: listed choices; every number positive, except the ones that may be 0
+_check_value = positive_numbers(_CHOICES, _NONNEGATIVE)
 
 
 #: kind -> its study dataclass (each names its kind once, in its ``kind`` field; rnnautomata.studies.KINDS
@@ -170,22 +163,8 @@ def study_from_dict(raw: Mapping[str, Any]) -> ICLStudy | GrokkingStudy:
     kind = raw.get("kind")
     if kind not in _KINDS:
         raise ConfigError(f"kind = {kind!r} is not handled by rnnautomata.icl; choose one of: {', '.join(_KINDS)}")
-    cls = _KINDS[kind]
-    unknown = sorted(set(raw) - {"kind", "name", "sweep", *_SECTIONS})  # [sweep]: read by rnnautomata.sweep
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in the study; allowed: kind, name, {', '.join(_SECTIONS)}")
-    defaults = cls()
-    kwargs: dict[str, Any] = {"kind": kind}
-    if "name" in raw:
-        if not isinstance(raw["name"], str) or not raw["name"]:
-            raise ConfigError(f"name must be a non-empty string (got {raw['name']!r})")
-        kwargs["name"] = raw["name"]
-    for section in _SECTIONS:
-        sub = raw.get(section, {})
-        if isinstance(sub, Mapping):  # the study's own section defaults (grokking's top_k = 8), then the file's
-            sub = {**dataclasses.asdict(getattr(defaults, section)), **sub}
-        kwargs[section] = build_section(type(getattr(defaults, section)), sub, section, _check_value)
-    study = cls(**kwargs)
+    # each section starts from the study's own defaults (grokking's top_k = 8), then the file's
+    study = build_study(_KINDS[kind], raw, _SECTIONS, _check_value, merge_defaults=True, kind=kind)
     _cross_check(study)
     return study
 

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rnnautomata.errors import CheckpointError, ConfigError
+from rnnautomata.fields import positive_numbers
 from rnnautomata.studies.base import StudyKind
 
 if sys.version_info >= (3, 11):
@@ -111,32 +112,15 @@ _NONNEGATIVE = {"train.weight_decay", "train.seed"}
 _CHOICES = {"data.task": ("copy", "recall"), "model.positional": ("none", "learned", "sinusoidal", "rope")}
 
 
-def _check_value(key: str, value: Any) -> None:
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if key in _NONNEGATIVE and value < 0:
-            raise ConfigError(f"{key} must be ≥ 0 (got {value!r})")
-        if key not in _NONNEGATIVE and value <= 0:
-            raise ConfigError(f"{key} must be positive (got {value!r})")
+_check_value = positive_numbers(_CHOICES, _NONNEGATIVE)
 
 
 def load_study(raw: Mapping[str, Any]) -> InductionStudy:
     """A validated :class:`InductionStudy` from a parsed study TOML; ``ConfigError`` naming the field."""
     from rnnautomata.data.induction import check_task
-    from rnnautomata.fields import build_section
+    from rnnautomata.fields import build_study
 
-    if not isinstance(raw, Mapping):
-        raise ConfigError("a study must be a TOML table")
-    unknown = sorted(set(raw) - {"kind", "name", *_SECTIONS})
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in the study; allowed: kind, name, {', '.join(_SECTIONS)}")
-    name = raw.get("name", "induction")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"name must be a non-empty string (got {name!r})")
-    defaults = InductionStudy()
-    sections = {s: build_section(type(getattr(defaults, s)), raw.get(s, {}), s, _check_value) for s in _SECTIONS}
-    study = InductionStudy(name=name, **sections)
+    study = build_study(InductionStudy, raw, _SECTIONS, _check_value)
     check_task(study.data)
     m, t = study.model, study.train
     if m.n_layers < 2:

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rnnautomata.errors import CheckpointError, ConfigError
+from rnnautomata.fields import positive_numbers
 from rnnautomata.studies.base import StudyKind
 
 if sys.version_info >= (3, 11):
@@ -129,38 +130,22 @@ def _check_value(key: str, value: Any) -> None:
         if isinstance(value, int) and value <= 0:
             raise ConfigError(f'data.n_tasks must be a positive integer or "inf" for a fresh task per sequence (got {value})')
         return
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(_CHOICES[key])}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if key in _NONNEGATIVE and value < 0:
-            raise ConfigError(f"{key} must be ≥ 0 (got {value!r})")
-        if key not in _NONNEGATIVE and value <= 0:
-            raise ConfigError(f"{key} must be positive (got {value!r})")
+    _positive(key, value)
+
+
+_positive = positive_numbers(_CHOICES, _NONNEGATIVE)
 
 
 def load_transient_ridge(raw: Mapping[str, Any]) -> TransientRidgeStudy:
     """Validate a parsed study dict into a frozen :class:`TransientRidgeStudy` (one-line ConfigErrors)."""
-    from rnnautomata.fields import build_section
+    from rnnautomata.fields import build_study
 
-    if not isinstance(raw, Mapping):
-        raise ConfigError("a study must be a TOML table")
-    unknown = sorted(set(raw) - {"kind", "name", *_SECTIONS})
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in the study; allowed: kind, name, {', '.join(_SECTIONS)}")
-    if raw.get("kind", "transient_ridge") != "transient_ridge":
+    if isinstance(raw, Mapping) and raw.get("kind", "transient_ridge") != "transient_ridge":
         raise ConfigError(f"kind = {raw.get('kind')!r} is not 'transient_ridge'")
-    kwargs: dict[str, Any] = {}
-    if "name" in raw:
-        if not isinstance(raw["name"], str) or not raw["name"]:
-            raise ConfigError(f"name must be a non-empty string (got {raw['name']!r})")
-        kwargs["name"] = raw["name"]
-    data = raw.get("data", {})
+    data = raw.get("data", {}) if isinstance(raw, Mapping) else None
     if isinstance(data, Mapping) and isinstance(data.get("n_tasks"), float) and data["n_tasks"] == math.inf:
         raw = {**raw, "data": {**data, "n_tasks": "inf"}}   # TOML's bare inf (``--set data.n_tasks=inf``)
-    defaults = TransientRidgeStudy()
-    for section in _SECTIONS:
-        kwargs[section] = build_section(type(getattr(defaults, section)), raw.get(section, {}), section, _check_value)
-    study = TransientRidgeStudy(**kwargs)
+    study = build_study(TransientRidgeStudy, raw, _SECTIONS, _check_value)
     _cross_check(study)
     return study
 
