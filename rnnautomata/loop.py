@@ -186,6 +186,21 @@ def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
 
 
+def load_weights(run: RunDir, step: int, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Load checkpoint ``step``'s weights into ``model`` (to measure it); the weights loaded.
+
+    Raises
+    ------
+    CheckpointError : the checkpoint does not fit ``model`` (one line, the first line of torch's reason).
+    """
+    weights = model_tensors(load_checkpoint(run.checkpoint_path(step))[0])
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint step {step} does not fit the study's model ({str(err).splitlines()[0]})") from None
+    return weights
+
+
 def restore(run: RunDir, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, device: str | torch.device = "cpu",
             weights: Callable[[dict], dict] = model_tensors) -> None:
     """Load checkpoint ``step`` of ``run`` into ``model`` (``weights`` picks its state dict out of the

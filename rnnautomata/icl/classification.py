@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from rnnautomata.errors import CheckpointError
 from rnnautomata.icl.config import ICLClassificationStudy
 from rnnautomata.icl.threshold import fit_threshold  # re-exported: K* lives with the threshold analysis
-from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
+from rnnautomata.runs import RunDir, atomic_write_json
 
 __all__ = ["ItemClassification", "Batch", "AttentionMLP", "classification_loss", "accuracy",
            "run_classification", "track_classification", "icl_level", "fit_threshold",
@@ -336,7 +336,7 @@ def track_classification(study: ICLClassificationStudy, run: RunDir) -> dict:
     steps = run.steps()
     if not steps:
         raise CheckpointError(f"{run.root} has no checkpoints yet; run `rnnautomata run` first")
-    from rnnautomata.icl.study import model_tensors
+    from rnnautomata.loop import load_weights
 
     task = _task(study)
     test_icl = task.icl_batch(study.data.n_test, np.random.default_rng([study.train.seed, 1]))
@@ -344,10 +344,7 @@ def track_classification(study: ICLClassificationStudy, run: RunDir) -> dict:
     model = _model(study, "cpu")
     rows = []
     for s in steps:
-        try:
-            model.load_state_dict(model_tensors(load_checkpoint(run.checkpoint_path(s))[0]))
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
+        load_weights(run, s, model)
         with torch.no_grad():
             rows.append({"step": s, "acc/icl": _evaluate(model, test_icl)[0], "acc/iwl": _evaluate(model, test_iwl)[0]})
     out = {"steps": steps, "acc/icl": [r["acc/icl"] for r in rows], "acc/iwl": [r["acc/iwl"] for r in rows]}

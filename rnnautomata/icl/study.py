@@ -29,9 +29,9 @@ from rnnautomata.data.icl import InContextRegression, make_covariance
 from rnnautomata.errors import CheckpointError, ConfigError
 from rnnautomata.icl import algorithms, figures, measures, theory
 from rnnautomata.icl.config import GrokkingStudy, ICLClassificationStudy, ICLStudy, study_from_dict
-from rnnautomata.loop import full_batch_descent, model_tensors, open_run, record_checkpoint  # re-exported
+from rnnautomata.loop import full_batch_descent, load_weights, model_tensors, open_run, record_checkpoint  # re-exported
 from rnnautomata.models.linear_attention import LinearAttention, token_moments
-from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text, load_checkpoint
+from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text
 
 __all__ = ["load_study", "run_study", "track_run", "read_study", "run_icl", "track_icl", "build_icl", "ICLSetup", "open_run", "record_checkpoint", "model_tensors", "full_batch_descent"]
 
@@ -264,14 +264,10 @@ def track_icl(study: ICLStudy, run: RunDir) -> dict:
     suite = _suite_predictions(setup)
     states, dist = [], []
     for s in steps:
-        tensors, _ = load_checkpoint(run.checkpoint_path(s))
-        try:
-            model.load_state_dict(model_tensors(tensors))
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
+        weights = load_weights(run, s, model)
         with torch.no_grad():
             gamma = model.effective_matrix().detach()
-            states.append({**model_tensors(tensors), "effective_gamma": gamma})
+            states.append({**weights, "effective_gamma": gamma})
             dist.append(measures.which_algorithm(model(setup.test.tokens), suite, setup.test.target))
     k = study.measures.top_k
     spec = measures.spectral_dynamics(states, rel_tol=study.measures.rel_tol)

@@ -391,8 +391,8 @@ def track_run(run_dir: Path, device: str = "cpu") -> dict:
     Subspace stability here compares consecutive *checkpoints* (metrics.jsonl compares consecutive rows).
     """
     from rnnautomata.icl import measures
-    from rnnautomata.icl.study import model_tensors
-    from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
+    from rnnautomata.loop import load_weights
+    from rnnautomata.runs import RunDir, atomic_write_json
 
     run = RunDir(Path(run_dir))
     study = read_study(run.root)
@@ -403,11 +403,7 @@ def track_run(run_dir: Path, device: str = "cpu") -> dict:
     n_layers, n_heads = study.model.n_layers, study.model.n_heads
     rows, mats = [], []
     for s in steps:
-        state = model_tensors(load_checkpoint(run.checkpoint_path(s))[0])
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
+        state = load_weights(run, s, model)
         mats.append(circuits(state, n_layers, n_heads))
         rows.append({"step": s, **evaluate(model, test),
                      **circuit_measures(mats[-1], mats[-2] if len(mats) > 1 else None, study.measures.top_k, n_heads)})

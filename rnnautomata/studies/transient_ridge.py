@@ -415,8 +415,8 @@ def summarise_run(run_dir: Path) -> dict:
 # ------------------------------------------------------------------------------------ track
 def track_run(run_dir: Path, device: str = "cpu", llc: bool = True) -> dict:
     """Recompute dist/*, loss/eval, loss/ood (and the LLC where due) at every checkpoint; measures.json."""
-    from rnnautomata.icl.study import model_tensors
-    from rnnautomata.runs import RunDir, atomic_write_json, load_checkpoint
+    from rnnautomata.loop import load_weights
+    from rnnautomata.runs import RunDir, atomic_write_json
 
     run = RunDir(Path(run_dir))
     study = read_study(run.root)
@@ -427,10 +427,7 @@ def track_run(run_dir: Path, device: str = "cpu", llc: bool = True) -> dict:
     model = _new_model(study, device)
     rows = []
     for s in steps:
-        try:
-            model.load_state_dict(model_tensors(load_checkpoint(run.checkpoint_path(s))[0]))
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint step {s} does not fit the study's model ({str(err).splitlines()[0]})") from None
+        load_weights(run, s, model)
         row = {"step": s, **_measure(model, study, fixed, device)}
         if llc and _llc_due(study, s):
             row.update(_llc(model, study, fixed, s, device))
