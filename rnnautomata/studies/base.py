@@ -3,7 +3,9 @@
 A study kind is one file holding a :class:`StudyKind` subclass, plus one line in
 ``rnnautomata.studies.KINDS``; ``rnnautomata run | track | render | report | sweep`` dispatch
 through it (docs/contracts.md, "Study kinds", has a worked example). Only ``load`` and ``run`` are
-required; the other commands answer with a one-line error naming what the kind does instead.
+required; ``report`` writes the measures page (:mod:`rnnautomata.measures_report`: the kind's
+summary, its figures and its metrics), and the other commands answer with a one-line error naming
+what the kind does instead.
 
 The ``show_*`` methods print a command's result for the command line; the defaults print it as
 JSON, so a kind that has nothing better to say needs none of them.
@@ -59,8 +61,13 @@ class StudyKind:
         raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata render` does not apply to it")
 
     def report(self, run_dir: Path) -> Path:
-        """Write the run's HTML report; its path."""
-        raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata report` does not apply to it")
+        """Write the run's HTML report; its path. Default: the measures page of
+        :func:`rnnautomata.measures_report.write_measures_report` (the :meth:`summarise` row, every
+        figure in ``RUN/figures``, the metrics.jsonl rows); a one-line ``CheckpointError`` for an
+        unfinished run. :meth:`run` writes it too when ``render``."""
+        from rnnautomata.measures_report import write_measures_report
+
+        return write_measures_report(Path(run_dir), self)
 
     def summarise(self, run_dir: Path) -> dict:
         """Flat scalars describing a finished run (one row of a sweep's aggregate.csv)."""

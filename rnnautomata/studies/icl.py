@@ -2,8 +2,9 @@
 
 :class:`ICLFamilyKind` is what the three kinds of :mod:`rnnautomata.icl.config` (``icl``,
 ``grokking``, ``icl_classification``) share: the config reader, the run folder's lock, the study read
-back from study.toml for ``track``, and no HTML report (their figures and measures.json are the
-report). The work is in :mod:`rnnautomata.icl.study`.
+back from study.toml for ``track``, and report.html (the measures page of
+:mod:`rnnautomata.measures_report`, written by ``run`` when rendering). The work is in
+:mod:`rnnautomata.icl.study`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class ICLFamilyKind(StudyKind):
         from rnnautomata.runs import RunDir
 
         with RunDir(Path(out)).locked():
-            return self.train(study, Path(out), device or "cpu", progress)
+            summary = self.train(study, Path(out), device or "cpu", progress)
+        if render:
+            self.report(Path(out))
+        return summary
 
     def track(self, run_dir: Path, *, device: str | None = None, progress: bool = True, **options) -> dict:
         from rnnautomata.icl.study import read_study
@@ -48,10 +52,6 @@ class ICLFamilyKind(StudyKind):
         run = RunDir(Path(run_dir))
         run.read_manifest()
         return self.measure(read_study(run), run)
-
-    def report(self, run_dir: Path) -> Path:
-        raise CheckpointError(f"{run_dir} is a {self.name!r} run: its figures and measures are in {Path(run_dir) / 'figures'} "
-                              f"and measures.json (`rnnautomata track {run_dir}` rewrites them); report.html is for automata runs")
 
     def show_run(self, summary: dict, out: Path) -> None:
         print(json.dumps(summary, indent=1, default=str))

@@ -538,7 +538,10 @@ class InductionKind(StudyKind):
         return load_study({k: v for k, v in raw.items() if k != "kind"})
 
     def run(self, study, out, *, device=None, progress=True, render=True) -> dict:
-        return run_study(study, Path(out), device or "cpu", progress, render)
+        summary = run_study(study, Path(out), device or "cpu", progress, render)
+        if render:
+            self.report(Path(out))   # the measures page (StudyKind.report)
+        return summary
 
     def track(self, run_dir, *, device=None, progress=True, **options) -> dict:
         out = track_run(Path(run_dir), device or "cpu")

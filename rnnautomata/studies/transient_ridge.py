@@ -621,13 +621,26 @@ class TransientRidge(StudyKind):
 
     def run(self, study: TransientRidgeStudy, out: Path, *, device: str | None = None, progress: bool = True,
             render: bool = True) -> dict:
-        return run_transient_ridge(study, Path(out), device or "cpu", progress, render)
+        summary = run_transient_ridge(study, Path(out), device or "cpu", progress, render)
+        if render:
+            self.report(Path(out))
+        return summary
 
     def track(self, run_dir: Path, *, device: str | None = None, progress: bool = True, **options) -> dict:
         return track_run(Path(run_dir), device or "cpu", llc=options.get("llc", True))
 
     def render(self, run_dir: Path, steps: Sequence[int] | None = None) -> list[Path]:
         return render_run(Path(run_dir))
+
+    def report(self, run_dir: Path) -> Path:
+        """report.html (:mod:`rnnautomata.measures_report`), with the baselines' own losses of baselines.json."""
+        import json
+
+        from rnnautomata.measures_report import write_measures_report
+
+        path = Path(run_dir) / "baselines.json"
+        extra = {"Baseline losses on the fixed batches (baselines.json)": json.loads(path.read_text())} if path.is_file() else {}
+        return write_measures_report(Path(run_dir), self, extra=extra)
 
     def summarise(self, run_dir: Path) -> dict:
         return summarise_run(Path(run_dir))
