@@ -17,7 +17,10 @@ metrics.jsonl records, on fixed batches drawn once from the study's seeds:
 The transient ridge: for intermediate M the model first comes close to ridge (dist/ridge falls,
 loss/ood dips), then specialises to its M tasks (dist/ridge rises again, dist/dmmse falls).
 Across a sweep over M, :meth:`TransientRidge.sweep_figures` draws the joint trajectory PCA
-(:mod:`rnnautomata.icl.trajectory_pca`) and the final distances against M.
+(:mod:`rnnautomata.icl.trajectory_pca`) and the phase picture (:func:`sweep_phase_figure`): every
+run's distances and OOD loss over training, and against M the spread over seeds of the final
+distances, of the step of the OOD-loss minimum and of the final LLC. ``rnnautomata report RUN``
+writes a run's report.html (:mod:`rnnautomata.measures_report`, with the baselines' losses).
 
 Usage::
 
@@ -47,7 +50,8 @@ else:  # pragma: no cover
 
 __all__ = ["TRData", "TRModel", "TRTrain", "TRMeasures", "TransientRidgeStudy", "TransientRidge",
            "load_transient_ridge", "FixedBatches", "fixed_batches", "summarise_run", "read_study",
-           "checkpoint_predictions", "pca_of_runs"]
+           "checkpoint_predictions", "pca_of_runs", "PHASE_KEYS", "SWEEP_MEASURES", "sweep_points",
+           "sweep_phase_figure", "sweep_figure"]
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -569,44 +573,139 @@ def render_run(run_dir: Path) -> list[Path]:
     return [run.figures_dir / n for n in figures.save_figure(fig, run.figures_dir / "transient_ridge")]
 
 
-def sweep_figure(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """figures/transient_ridge_sweep.{png,svg}: dist/ridge and dist/dmmse over training for every
-    run (coloured by M), and the final distances against M."""
+#: the per-run values the sweep's phase picture draws against M (keys of :func:`summarise_run`,
+#: so the picture's medians are aggregate.csv's ``KEY_median`` columns)
+PHASE_KEYS = ("final_dist_ridge", "final_dist_dmmse", "min_loss_ood_step", "final_llc")
+
+#: the panels of a sweep's phase diagram (aggregate.csv columns: medians and fractions over seeds)
+SWEEP_MEASURES = (
+    ("final_dist_ridge_median", "final distance to ridge (median)", True),
+    ("final_dist_dmmse_median", "final distance to dMMSE_M (median)", True),
+    ("min_loss_ood_step_median", "step of the OOD-loss minimum (median)", False),
+    ("min_loss_ood_median", "OOD-loss minimum (median)", True),
+    ("fraction_ridge_transient", "fraction with a transient ridge", False),
+    ("final_llc_median", "final LLC (median)", False),
+)
+
+
+def _band(values: Sequence[float | None]) -> dict | None:
+    """Median, quartiles (as aggregate.csv's ``_median`` / ``_q25`` / ``_q75``), min and max of the
+    finite values; None if there are none."""
+    from rnnautomata.aggregate import spread
+
+    sp = spread(values)
+    if sp is None:
+        return None
+    x = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return {**sp, "min": min(x), "max": max(x)}
+
+
+def sweep_points(run_dirs: Sequence[Path]) -> dict:
+    """What the sweep's phase picture draws: per run its M, seed and :data:`PHASE_KEYS` (from
+    :func:`summarise_run`, as in the sweep's aggregate rows), and per M the spread over its seeds
+    (:func:`_band`). M = inf is drawn at ``inf_x`` (4 × the largest finite M, 1 without one).
+
+    Returns ``{"inf_x", "runs": [{"dir", "M", "x", "seed", KEY...}], "by_m": [{"M", "x", "n", KEY: band}]}``,
+    runs and M values in increasing M (then seed).
+    """
+    rows = []
+    for r in run_dirs:
+        study, s = read_study(Path(r)), summarise_run(Path(r))
+        rows.append({"dir": str(r), "M": study.data.n_tasks, "n_tasks": study.n_tasks, "seed": study.train.seed,
+                     **{k: s[k] for k in PHASE_KEYS}})
+    rows.sort(key=lambda row: (row["n_tasks"], row["seed"]))
+    inf_x = max([row["n_tasks"] for row in rows if math.isfinite(row["n_tasks"])], default=0.25) * 4
+    for row in rows:
+        row["x"] = inf_x if math.isinf(row.pop("n_tasks")) else float(row["M"])
+    by_m = []
+    for x in sorted({row["x"] for row in rows}):
+        group = [row for row in rows if row["x"] == x]
+        by_m.append({"M": group[0]["M"], "x": x, "n": len(group), **{k: _band([g[k] for g in group]) for k in PHASE_KEYS}})
+    return {"inf_x": inf_x, "runs": rows, "by_m": by_m}
+
+
+def sweep_phase_figure(points: Mapping[str, Any]):
+    """The sweep's picture of :func:`sweep_points` (a matplotlib Figure). Top: dist/ridge, dist/dmmse and loss/ood over
+    training for every run, coloured by M (a dot at each run's OOD-loss minimum). Bottom, against M:
+    the final distances, the step of the OOD-loss minimum and the final LLC: each seed a faint dot,
+    the median over seeds a marker (joined across finite M), its quartiles a bar and min–max a thin bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rnnautomata.icl import figures
     from rnnautomata.runs import RunDir
 
-    runs = sorted(((read_study(Path(r)), RunDir(Path(r))) for r in run_dirs), key=lambda p: (p[0].n_tasks, p[0].train.seed))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    ms = sorted({s.n_tasks for s, _ in runs})
-    colour = {m: plt.cm.viridis(i / max(len(ms) - 1, 1)) for i, m in enumerate(ms)}
-    finals = []
-    for s, run in runs:
-        rows = [r for r in run.read_metrics() if "dist/ridge" in r]
-        if not rows:
-            continue
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    xs = [m["x"] for m in points["by_m"]]
+    colour = {x: plt.cm.viridis(i / max(len(xs) - 1, 1)) for i, x in enumerate(xs)}
+    labelled = set()
+    for row in points["runs"]:
+        rows = [r for r in RunDir(Path(row["dir"])).read_metrics() if "dist/ridge" in r]
         st = [r["step"] for r in rows]
-        lab = f"M={s.data.n_tasks}" if s.train.seed == min(x.train.seed for x, _ in runs if x.n_tasks == s.n_tasks) else None
-        axes[0].plot(st, [r["dist/ridge"] for r in rows], color=colour[s.n_tasks], label=lab)
-        axes[1].plot(st, [r["dist/dmmse"] for r in rows], color=colour[s.n_tasks], label=lab)
-        finals.append((s.n_tasks, rows[-1]["dist/ridge"], rows[-1]["dist/dmmse"]))
-    axes[0].set(yscale="log", xlabel="step", title="distance to ridge")
-    axes[1].set(yscale="log", xlabel="step", title="distance to dMMSE_M")
-    if finals:
-        finite = max([m for m, _, _ in finals if math.isfinite(m)], default=1) * 4
-        x = [m if math.isfinite(m) else finite for m, _, _ in finals]
-        axes[2].plot(x, [f[1] for f in finals], "o", label="final dist to ridge")
-        axes[2].plot(x, [f[2] for f in finals], "s", mfc="none", label="final dist to dMMSE")
-        axes[2].set(xscale="log", yscale="log", xlabel=f"M (∞ drawn at {finite:g})", title="end of training")
-    for a in axes:
+        lab = None if row["x"] in labelled else f"M={row['M']}"
+        labelled.add(row["x"])
+        c = colour[row["x"]]
+        axes[0, 0].plot(st, [r["dist/ridge"] for r in rows], color=c, label=lab)
+        axes[0, 1].plot(st, [r["dist/dmmse"] for r in rows], color=c, label=lab)
+        ood = [r["loss/ood"] for r in rows]
+        axes[0, 2].plot(st, ood, color=c, label=lab)
+        axes[0, 2].plot([row["min_loss_ood_step"]], [min(ood)], "o", color=c, ms=4)
+    axes[0, 0].set(yscale="log", xlabel="step", title="distance to ridge")
+    axes[0, 1].set(yscale="log", xlabel="step", title="distance to dMMSE_M")
+    axes[0, 2].set(yscale="log", xlabel="step", title="OOD loss (dot: its minimum)")
+
+    def spread_panel(ax, key, label, marker, log):
+        seeds = [(row["x"], row[key]) for row in points["runs"] if row[key] is not None]
+        if seeds:
+            ax.scatter(*zip(*seeds), s=12, alpha=0.35, marker=marker, gid=f"seeds:{key}")
+        bands = [(m["x"], m[key]) for m in points["by_m"] if m[key] is not None]
+        if bands:
+            x = np.array([b[0] for b in bands])
+            med = np.array([b[1]["median"] for b in bands])
+            lo, hi = med - [b[1]["q25"] for b in bands], [b[1]["q75"] for b in bands] - med
+            ax.vlines(x, [b[1]["min"] for b in bands], [b[1]["max"] for b in bands], lw=0.8, alpha=0.6)
+            bars = ax.errorbar(x, med, yerr=[lo, hi], marker=marker, ls="none", capsize=3,
+                               label=f"{label}: median, IQR, min–max")
+            finite = x < points["inf_x"]   # the median's line stops before M = inf
+            ax.plot(x[finite], med[finite], color=bars[0].get_color())
+        ax.set(xscale="log", yscale="log" if log else "linear")
+
+    ax = axes[1, 0]
+    spread_panel(ax, "final_dist_ridge", "to ridge", "o", True)
+    spread_panel(ax, "final_dist_dmmse", "to dMMSE_M", "s", True)
+    ax.set(title="final distance of predictions", ylabel="mean squared distance")
+    spread_panel(axes[1, 1], "min_loss_ood_step", "step", "o", False)
+    axes[1, 1].set(title="step of the OOD-loss minimum", ylabel="step")
+    spread_panel(axes[1, 2], "final_llc", "λ̂", "o", False)
+    axes[1, 2].set(title="final LLC", ylabel="λ̂")
+    if not any(row["final_llc"] is not None for row in points["runs"]):
+        axes[1, 2].text(0.5, 0.5, "no LLC estimates (measures.llc_every = 0)", ha="center", transform=axes[1, 2].transAxes)
+    for ax in axes[1]:
+        ax.set_xlabel(f"M (∞ drawn at {points['inf_x']:g})")
+        ax.set_xticks(xs, [str(m["M"]) for m in points["by_m"]])
+        ax.minorticks_off()
+    for a in axes.flat:
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
+    n_seeds = max((m["n"] for m in points["by_m"]), default=0)
+    fig.suptitle(f"transient ridge across M ({len(points['runs'])} runs, up to {n_seeds} seeds per M)", fontsize=10)
     fig.tight_layout()
-    return [Path(out_dir) / n for n in figures.save_figure(fig, Path(out_dir) / "transient_ridge_sweep")]
+    return fig
+
+
+def sweep_figure(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``out_dir/transient_ridge_sweep.{png,svg}`` (:func:`sweep_phase_figure`; the paths returned)
+    and ``transient_ridge_sweep.json`` (:func:`sweep_points`: what it draws)."""
+    from rnnautomata.icl import figures
+    from rnnautomata.runs import atomic_write_json
+
+    out_dir = Path(out_dir)
+    points = sweep_points(run_dirs)
+    fig = sweep_phase_figure(points)
+    names = figures.save_figure(fig, out_dir / "transient_ridge_sweep")
+    atomic_write_json(out_dir / "transient_ridge_sweep.json", points)
+    return [out_dir / n for n in names]
 
 
 # --------------------------------------------------------------------------------- the kind
@@ -644,6 +743,10 @@ class TransientRidge(StudyKind):
 
     def summarise(self, run_dir: Path) -> dict:
         return summarise_run(Path(run_dir))
+
+    @property
+    def sweep_measures(self):
+        return SWEEP_MEASURES
 
     def sweep_figures(self, sweep_dir: Path, run_dirs: Sequence[Path]) -> list[Path]:
         out = Path(sweep_dir) / "figures"
