@@ -4,7 +4,7 @@ A study kind is one file holding a :class:`StudyKind` subclass, plus one line in
 ``rnnautomata.studies.KINDS``; ``rnnautomata run | track | render | report | sweep`` dispatch
 through it (docs/contracts.md, "Study kinds", has a worked example). Only ``load`` and ``run`` are
 required; ``report`` writes the measures page (:mod:`rnnautomata.measures_report`: the kind's
-summary, its figures and its metrics), and the other commands answer with a one-line error naming
+summary, its figures and its metrics) for a kind with ``summarise``, and the other commands answer with a one-line error naming
 what the kind does instead.
 
 The ``show_*`` methods print a command's result for the command line; the defaults print it as
@@ -64,8 +64,12 @@ class StudyKind:
         """Write the run's HTML report; its path. Default: the measures page of
         :func:`rnnautomata.measures_report.write_measures_report` (the :meth:`summarise` row, every
         figure in ``RUN/figures``, the metrics.jsonl rows); a one-line ``CheckpointError`` for an
-        unfinished run. :meth:`run` writes it too when ``render``."""
+        unfinished run. :meth:`run` writes it too when ``render``. A kind without :meth:`summarise`
+        has no report (one-line ``CheckpointError``)."""
         from rnnautomata.measures_report import write_measures_report
+
+        if type(self).summarise is StudyKind.summarise:
+            raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata report` does not apply to it")
 
         return write_measures_report(Path(run_dir), self)
 
