@@ -233,6 +233,7 @@ def test_cli_run_writes_the_metric_keys_and_resumes(tmp_path):
     # resumed (8 steps, then 4 more) == uninterrupted, stability across the resume included
     assert (tmp_path / "part" / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
     assert (full / "figures" / "induction.png").is_file()
+    assert (full / "report.html").is_file() and not (tmp_path / "part" / "report.html").exists()  # --no-render: none
     kind = get_kind("induction")
     flat = kind.summarise(full)
     assert flat["final_icl_acc"] == rows[-1]["icl/acc"] and "onset_step" in flat

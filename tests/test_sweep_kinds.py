@@ -134,6 +134,8 @@ def test_icl_sweep_figures_page_and_table(swept):
     assert len(threshold["runs"]) == 4 and threshold["paper_slope"] == pytest.approx(1 / 0.7)
     page = (out / "report.html").read_text()
     assert page.count("<tr>") == 1 + len(GRID["data.n_items"]) and page.count("<svg") >= 2
+    for run in sweep["runs"]:  # each run's own report.html (measures_report), linked from the sweep page
+        assert (out / run["dir"] / "report.html").is_file() and f'href="{run["dir"]}/report.html"' in page
     table = summary_table(sweep)
     assert "acc_icl" in table and table.count("complete") == 2
 
