@@ -219,10 +219,10 @@ def write_measures_report(run_dir: str | Path, kind, *, extra: Mapping[str, Any]
     summary = _summary_of(kind, run, manifest)
     name = str(manifest.get("name") or run.root.name)
     study_text = run.study_path.read_text(encoding="utf-8") if run.study_path.is_file() else "(no study.toml)"
-    status = manifest.get("status")
+    status, steps = manifest.get("status"), run.steps()
+    kept = f"its checkpoints up to step {steps[-1]:,} are kept" if steps else "no checkpoint was kept"
     status_html = (f'<p class="failed" id="status">This run failed: {html.escape(str(manifest.get("error") or "no reason recorded"))}'
-                   f" (its checkpoints up to step {_fmt(max(run.steps(), default=None))} are kept).</p>"
-                   if status == "failed" else f'<p id="status">status: {html.escape(str(status))}</p>')
+                   f" ({kept}).</p>" if status == "failed" else f'<p id="status">status: {html.escape(str(status))}</p>')
     summary_html = (f'<table class="values" id="summary">{"".join(f"<tr><td>{html.escape(str(k))}</td><td>{value_html(v)}</td></tr>" for k, v in summary.items())}</table>'
                     if summary is not None else "<p>No summary: the run failed before it could be summarised.</p>")
     extras = "".join(f"<h2>{html.escape(title)}</h2>{value_html(value)}" for title, value in (extra or {}).items())
@@ -238,7 +238,7 @@ def write_measures_report(run_dir: str | Path, kind, *, extra: Mapping[str, Any]
 <body><main>
 <h1>{html.escape(name)}</h1>
 <p class="sub">kind {html.escape(str(getattr(kind, "name", "")))} · rnnautomata {html.escape(__version__)} report ·
-run written by version {_fmt(manifest.get("package_version"))} · {len(run.steps())} checkpoints</p>
+run written by version {_fmt(manifest.get("package_version"))} · {len(steps)} checkpoints</p>
 {status_html}
 <details><summary>Study settings (study.toml)</summary><pre>{html.escape(study_text)}</pre></details>
 

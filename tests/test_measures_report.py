@@ -235,6 +235,8 @@ def test_a_failed_run_says_so_and_why(runs, tmp_path):
     RunDir(run).write_manifest(status="failed", error="non-finite loss at step 30")
     page = Page(_report_text(run))
     assert "This run failed: non-finite loss at step 30" in page.status
+    assert f"checkpoints up to step {RunDir(run).steps()[-1]:,} are kept" in page.status
+    assert set(page.summary) == set(get_kind("icl_classification").summarise(run))   # its metrics still summarise
 
 
 def test_no_render_writes_no_report(tmp_path):
