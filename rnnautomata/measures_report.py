@@ -169,7 +169,8 @@ def _summary_files_html(run: RunDir) -> str:
         except json.JSONDecodeError:
             pass
         cut = f"\n… ({len(text):,} characters; the rest is in {name})" if len(text) > MAX_FILE_CHARS else ""
-        parts.append(f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text[:MAX_FILE_CHARS] + cut)}</pre></details>")
+        shown = html.escape(text[:MAX_FILE_CHARS] + cut)
+        parts.append(f"<details><summary>{html.escape(name)}</summary><pre>{shown}</pre></details>")
     return "".join(parts)
 
 
@@ -221,10 +222,14 @@ def write_measures_report(run_dir: str | Path, kind, *, extra: Mapping[str, Any]
     study_text = run.study_path.read_text(encoding="utf-8") if run.study_path.is_file() else "(no study.toml)"
     status, steps = manifest.get("status"), run.steps()
     kept = f"its checkpoints up to step {steps[-1]:,} are kept" if steps else "no checkpoint was kept"
-    status_html = (f'<p class="failed" id="status">This run failed: {html.escape(str(manifest.get("error") or "no reason recorded"))}'
-                   f" ({kept}).</p>" if status == "failed" else f'<p id="status">status: {html.escape(str(status))}</p>')
-    summary_html = (f'<table class="values" id="summary">{"".join(f"<tr><td>{html.escape(str(k))}</td><td>{value_html(v)}</td></tr>" for k, v in summary.items())}</table>'
-                    if summary is not None else "<p>No summary: the run failed before it could be summarised.</p>")
+    why = html.escape(str(manifest.get("error") or "no reason recorded"))
+    status_html = (f'<p class="failed" id="status">This run failed: {why} ({kept}).</p>' if status == "failed"
+                   else f'<p id="status">status: {html.escape(str(status))}</p>')
+    if summary is None:
+        summary_html = "<p>No summary: the run failed before it could be summarised.</p>"
+    else:
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{value_html(v)}</td></tr>" for k, v in summary.items())
+        summary_html = f'<table class="values" id="summary">{rows}</table>'
     extras = "".join(f"<h2>{html.escape(title)}</h2>{value_html(value)}" for title, value in (extra or {}).items())
     figures = figure_files(run.root)
     figures_html = "".join(_figure_html(p) for p in figures) or "<p>No figures in figures/.</p>"
