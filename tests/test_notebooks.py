@@ -18,6 +18,7 @@ EXECUTED = [
     "extract_transformer.ipynb",        # ~15 s: a 1-layer transformer on Tomita 1, 10 epochs
     "transient_ridge.ipynb",            # ~15 s: two 300-step runs of a width-16 transformer
     "sweep_phase_diagram.ipynb",        # ~10 s: a 2 × 2 × 2-seed sweep of 4 epochs
+    pytest.param("icl_classification.ipynb", marks=pytest.mark.slow),  # ~2-3 min: 14 runs of 1,000 steps, 2 of 10,000
     pytest.param("watch_the_merge.ipynb", marks=pytest.mark.slow),  # ~40 s: 560 epochs of the parity study
 ]
 
