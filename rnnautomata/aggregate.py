@@ -242,16 +242,13 @@ def draw_seeds_timeline(agg: dict, path_stem: str | Path) -> list[Path]:
     dynamics) when the render module is installed; this is the stand-alone drawing from the
     aggregate dict alone. Returns the written files (``.png`` and ``.svg``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     path_stem = Path(path_stem)
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     cps = agg["checkpoints"]
     steps = np.array([c["step"] for c in cps], dtype=float)
-    fig, (ax_s, ax_l) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, constrained_layout=True)
+    fig, (ax_s, ax_l) = plotting.subplots(2, 1, figsize=(7, 5.5), sharex=True, constrained_layout=True)
 
     def band(ax, key, label, color):
         rows = [(s, c[key]) for s, c in zip(steps, cps) if c[key] is not None]
@@ -283,5 +280,4 @@ def draw_seeds_timeline(agg: dict, path_stem: str | Path) -> list[Path]:
         out = path_stem.with_suffix(f".{ext}")
         atomic_savefig(fig, out, dpi=120)
         written.append(out)
-    plt.close(fig)
     return written

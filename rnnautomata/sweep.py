@@ -691,10 +691,7 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
     one figure per setting of any further axes: ``folder/phase_diagram.png`` / ``.svg``
     (``phase_diagram,KEY=V.png`` for the further axes). Panels whose title names a fraction or an
     accuracy are coloured on [0, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
     from matplotlib.colors import LogNorm
 
     keys = list(grid)
@@ -712,7 +709,7 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
             if all(row[k] == v for k, v in fixed_params.items()):
                 lookup[(row[y_key] if y_key else None, json.dumps(row[x_key]))] = row
         n_rows = max(1, -(-len(measures) // 3))
-        fig, panels = plt.subplots(n_rows, 3, figsize=(13, (1.6 + 0.45 * len(ys)) * n_rows), constrained_layout=True,
+        fig, panels = plotting.subplots(n_rows, 3, figsize=(13, (1.6 + 0.45 * len(ys)) * n_rows), constrained_layout=True,
                                    squeeze=False)
         for ax in panels.flat[len(measures):]:
             ax.set_axis_off()
@@ -749,7 +746,6 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
         stem = Path(folder) / f"phase_diagram{suffix}"
         for ext in ("png", "svg"):
             written.append(atomic_savefig(fig, stem.with_suffix(f".{ext}") if not suffix else Path(f"{stem}.{ext}"), dpi=110))
-        plt.close(fig)
     return written
 
 

@@ -317,10 +317,10 @@ def sweep_figures(sweep_dir: str | Path, run_dirs, n_boot: int = 200) -> list[Pa
 
 def _figure(study: ICLClassificationStudy, records: list[dict], run: RunDir) -> None:
     from rnnautomata.icl import figures
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plotting.subplots(figsize=(6, 3.5))
     ax.plot(steps, [r["acc/icl"] for r in records], label="ICL test (novel items)")
     ax.plot(steps, [r["acc/iwl"] for r in records], label="IWL test (trained items, not in context)")
     ax.axhline(1 / study.data.n_labels, color="grey", lw=0.8, ls=":")

@@ -6,13 +6,10 @@ import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rnnautomata.runs import atomic_write_bytes  # noqa: E402
+from rnnautomata import plotting
+from rnnautomata.runs import atomic_write_bytes
 
 __all__ = ["save_figure", "loss_figure", "modes_figure", "algorithm_figure", "measures_figure"]
 
@@ -25,13 +22,12 @@ def save_figure(fig, path_stem: Path) -> list[str]:
         fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight")
         atomic_write_bytes(path_stem.with_suffix(f".{ext}"), buf.getvalue())
         names.append(path_stem.with_suffix(f".{ext}").name)
-    plt.close(fig)
     return names
 
 
 def loss_figure(steps, train_loss, test_loss, theory_steps, theory_loss, plateaus: Sequence[float],
                 pcr: Sequence[float], title: str):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plotting.subplots(figsize=(7, 4.2))
     ax.plot(steps, train_loss, lw=2, label="train loss (simulation)")
     ax.plot(steps, test_loss, lw=1, alpha=0.7, label="test loss (simulation)")
     ax.plot(theory_steps, theory_loss, "k--", lw=1.2, label="theory (population GD, same init)")
@@ -50,7 +46,7 @@ def loss_figure(steps, train_loss, test_loss, theory_steps, theory_loss, plateau
 
 
 def modes_figure(steps, kappa, theory_steps, theory_kappa, gamma_star, eigvals, title: str):
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plotting.subplots(figsize=(7, 4))
     for d in range(kappa.shape[1]):
         line, = ax.plot(steps, kappa[:, d] / gamma_star[d], lw=2, label=f"mode {d + 1} (λ={eigvals[d]:.2f})")
         ax.plot(theory_steps, theory_kappa[:, d] / gamma_star[d], "--", color=line.get_color(), lw=1)
@@ -62,8 +58,8 @@ def modes_figure(steps, kappa, theory_steps, theory_kappa, gamma_star, eigvals, 
 
 
 def algorithm_figure(steps, distances: Mapping[str, np.ndarray], title: str):
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plotting.subplots(figsize=(7, 4))
+    colors = plotting.default_colours()
     for i, (name, d) in enumerate(distances.items()):
         k = name.rsplit("_", 1)[-1]
         color = colors[int(k) % len(colors)] if k.isdigit() else colors[i % len(colors)]
@@ -79,7 +75,7 @@ def algorithm_figure(steps, distances: Mapping[str, np.ndarray], title: str):
 def measures_figure(steps, rank_curves: Mapping[str, np.ndarray], stability: Mapping[str, np.ndarray],
                     title: str, accuracy: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
     n = 3 if accuracy is not None else 2
-    fig, axes = plt.subplots(n, 1, figsize=(7, 2.6 * n), sharex=True)
+    fig, axes = plotting.subplots(n, 1, figsize=(7, 2.6 * n), sharex=True)
     if accuracy is not None:
         s, tr, te = accuracy
         axes[0].plot(s, tr, label="train accuracy")

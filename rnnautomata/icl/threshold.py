@@ -166,15 +166,12 @@ def draw_threshold(runs: Sequence[Mapping], analysis: Mapping, path_stem: Path) 
     """Three panels: final ICL accuracy vs K per N with the sigmoid fits; K* vs N (log–log) with the
     bootstrap spread, the fitted slope and the paper's; the final ICL accuracies of the runs near
     K* (bimodality). Writes ``path_stem.png`` / ``.svg``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     from rnnautomata.icl.figures import save_figure
 
-    fig, (ax_k, ax_n, ax_b) = plt.subplots(1, 3, figsize=(15, 4.2))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax_k, ax_n, ax_b) = plotting.subplots(1, 3, figsize=(15, 4.2))
+    colours = plotting.default_colours()
     chance = float(runs[0]["chance"]) if runs else 0.5
     near_acc = []
     for i, p in enumerate(analysis["per_n"]):

@@ -65,18 +65,15 @@ def trajectory_pca_figure(trajectories: Mapping[str, np.ndarray], references: Ma
                           explained: Sequence[float], title: str = "joint trajectory PCA"):
     """Trajectories (name -> (T, 2)) as lines from start (circle) to end (square), references
     (name -> (2,)) as stars; axes labelled with the explained variance. Returns the figure."""
-    import matplotlib
+    from rnnautomata import plotting
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(trajectories), 1)))
+    fig, ax = plotting.subplots(figsize=(6.5, 5))
+    colours = plotting.colours("viridis", np.linspace(0, 0.9, max(len(trajectories), 1)))
     for colour, (name, xy) in zip(colours, trajectories.items()):
         ax.plot(xy[:, 0], xy[:, 1], "-", color=colour, lw=1.2, label=name)
         ax.plot(xy[0, 0], xy[0, 1], "o", color=colour, ms=4)
         ax.plot(xy[-1, 0], xy[-1, 1], "s", color=colour, ms=5)
-    markers = plt.cm.tab10(np.arange(len(references)) % 10)
+    markers = plotting.colours("tab10", (np.arange(len(references)) % 10) / 10 + 0.05)
     for colour, (name, xy) in zip(markers, references.items()):
         ax.plot(xy[0], xy[1], "*", ms=12, color=colour, markeredgecolor="k", label=name)
     ax.set(xlabel=f"PC1 ({100 * explained[0]:.1f} %)", ylabel=f"PC2 ({100 * explained[1]:.1f} %)", title=title)

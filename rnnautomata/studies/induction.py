@@ -428,10 +428,7 @@ def track_run(run_dir: Path, device: str = "cpu") -> dict:
 def render_run(run_dir: Path) -> list[Path]:
     """figures/induction.{png,svg}: ICL loss and accuracy, attention scores, effective ranks and
     subspace stability of the circuits, on one step axis with the onset and the rise marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     from rnnautomata.icl.figures import save_figure
     from rnnautomata.runs import RunDir
@@ -448,7 +445,7 @@ def render_run(run_dir: Path) -> list[Path]:
         return np.array([r[key] for r in rows])
 
     tracked = json.loads((run.root / "measures.json").read_text()) if (run.root / "measures.json").is_file() else None
-    fig, axes = plt.subplots(5 if tracked else 4, 1, figsize=(7.5, 12.5 if tracked else 10), sharex=True)
+    fig, axes = plotting.subplots(5 if tracked else 4, 1, figsize=(7.5, 12.5 if tracked else 10), sharex=True)
     ax = axes[0]
     ax.plot(steps, series("icl/acc"), color="tab:blue", label="in-context accuracy (predictable positions)")
     ax.set_ylabel("accuracy")
@@ -494,7 +491,7 @@ def render_run(run_dir: Path) -> list[Path]:
 def _attention_figure(study: InductionStudy, run, marks: Sequence[int]) -> list[str]:
     """figures/attention.{png,svg}: every head's pattern on one test sequence, at the first
     checkpoint, the checkpoints nearest the rise's ends, and the last."""
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
     import torch
 
     from rnnautomata.icl.figures import save_figure
@@ -508,7 +505,7 @@ def _attention_figure(study: InductionStudy, run, marks: Sequence[int]) -> list[
     model, test = build_model(study), fixed_test_batch(study)
     one = {k: v[:1] for k, v in test.items()}
     n_layers, n_heads = study.model.n_layers, study.model.n_heads
-    fig, axes = plt.subplots(n_layers * n_heads, len(picks), figsize=(2.2 * len(picks), 2.2 * n_layers * n_heads),
+    fig, axes = plotting.subplots(n_layers * n_heads, len(picks), figsize=(2.2 * len(picks), 2.2 * n_layers * n_heads),
                              squeeze=False)
     for j, step in enumerate(picks):
         model.load_state_dict(model_tensors(load_checkpoint(run.checkpoint_path(step))[0]))

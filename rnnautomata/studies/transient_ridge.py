@@ -519,10 +519,7 @@ def pca_of_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, n_compone
 # ----------------------------------------------------------------------------------- figures
 def render_run(run_dir: Path) -> list[Path]:
     """figures/transient_ridge.{png,svg}: losses, distances to the baselines, loss/ood, LLC."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     from rnnautomata.icl import figures
     from rnnautomata.runs import RunDir
@@ -538,7 +535,7 @@ def render_run(run_dir: Path) -> list[Path]:
 
         base = json.loads((run.root / "baselines.json").read_text())
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig, axes = plotting.subplots(2, 2, figsize=(10, 7))
     ax = axes[0, 0]
     ax.plot(steps, [r["train/loss"] for r in rows], label="train (fresh batch)", alpha=0.6)
     ax.plot(steps, [r["loss/eval"] for r in rows], label="fixed in-distribution batch")
@@ -629,16 +626,13 @@ def sweep_phase_figure(points: Mapping[str, Any]):
     training for every run, coloured by M (a dot at each run's OOD-loss minimum). Bottom, against M:
     the final distances, the step of the OOD-loss minimum and the final LLC: each seed a faint dot,
     the median over seeds a marker (joined across finite M), its quartiles a bar and min–max a thin bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnautomata import plotting
 
     from rnnautomata.runs import RunDir
 
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = plotting.subplots(2, 3, figsize=(15, 8))
     xs = [m["x"] for m in points["by_m"]]
-    colour = {x: plt.cm.viridis(i / max(len(xs) - 1, 1)) for i, x in enumerate(xs)}
+    colour = {x: plotting.colours("viridis", [i / max(len(xs) - 1, 1)])[0] for i, x in enumerate(xs)}
     labelled = set()
     for row in points["runs"]:
         rows = [r for r in RunDir(Path(row["dir"])).read_metrics() if "dist/ridge" in r]
