@@ -155,8 +155,8 @@ def test_trained_transformer_same_noise_same_path(trained_transformer):
     """On a float32 model with full-batch sampling, devinterp's chain c (init_seed s) draws the same
     standard normals as our chain 0 with a generator seeded s + c, so, if its SGLD step is ours
     (ε/2 (nβ ∇L + γ (w − w*)) + √ε ξ, loss taken before the step), the two loss traces agree step
-    for step up to float32 rounding: checked to 1e-4 relative over 120 steps of 2 chains, and so are
-    the per-chain λ̂ (burn-in excluded)."""
+    for step up to float32 rounding (measured: 4e-7): checked to 1e-5 relative over 120 steps of
+    2 chains, and so are the per-chain λ̂ (burn-in excluded)."""
     needs_devinterp()
     model, data, before, after = trained_transformer
     assert after < 0.8 * before                              # a trained checkpoint, not the initialisation
@@ -165,7 +165,7 @@ def test_trained_transformer_same_noise_same_path(trained_transformer):
     one = SGLD(step_size=1e-4, localization=100.0, chains=1, draws=120, burn_in=0, nbeta=theirs.nbeta)
     for c in range(2):
         ours = estimate_llc(model, seq_mse, data, one, torch.Generator().manual_seed(21 + c))
-        np.testing.assert_allclose(theirs.loss_trace[c], ours.loss_trace[0], rtol=1e-4)
+        np.testing.assert_allclose(theirs.loss_trace[c], ours.loss_trace[0], rtol=1e-5)
         ours_lam = theirs.nbeta * (ours.loss_trace[0, 20:].mean() - ours.init_loss)
         assert theirs.per_chain[c] == pytest.approx(ours_lam, rel=1e-3)
     assert theirs.init_loss == pytest.approx(after, rel=1e-5)
