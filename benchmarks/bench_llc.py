@@ -94,13 +94,15 @@ def compare(name: str, model, loss_fn, data, sampler: SGLD, repeats: int, exact:
     from rnnautomata.icl.llc_devinterp import estimate_llc_devinterp
 
     steps = sampler.chains * (sampler.burn_in + sampler.draws)
-    t_ours, ours = best_of(lambda: estimate_llc(model, loss_fn, data, sampler, torch.Generator().manual_seed(0)), repeats)
+    t_ours, ours = best_of(lambda: estimate_llc(model, loss_fn, data, sampler, torch.Generator().manual_seed(0)),
+                           repeats)
     t_dv, dv = best_of(lambda: estimate_llc_devinterp(model, loss_fn, data, sampler, seed=0), repeats)
     print(f"\n{name}: n = {int(data[0].shape[0])}, {sampler.chains} chains × ({sampler.burn_in} burn-in + "
           f"{sampler.draws} draws), ε = {sampler.step_size}, γ = {sampler.localization}, nβ = {ours.nbeta:.2f}")
     if exact is not None:
         print(f"  closed form (exact chain): λ = {exact:.3f}")
-    print(f"  ours:      λ̂ = {ours.mean:.3f} ± {ours.std:.3f} (chain sd)   {t_ours:.2f} s  ({1e3 * t_ours / steps:.2f} ms/step)")
+    print(f"  ours:      λ̂ = {ours.mean:.3f} ± {ours.std:.3f} (chain sd)   {t_ours:.2f} s  "
+          f"({1e3 * t_ours / steps:.2f} ms/step)")
     print(f"  devinterp: λ̂ = {dv.mean:.3f} ± {dv.std:.3f} burn-in excluded, {dv.reported_mean:.3f} as it reports "
           f"(burn-in included)   {t_dv:.2f} s  ({1e3 * t_dv / steps:.2f} ms/step)   {t_dv / t_ours:.1f}× ours")
     print(f"  load average: {load_avg()}")
@@ -124,7 +126,8 @@ def main() -> None:
     from importlib.metadata import version
     print(f"devinterp {version('devinterp')}: import {time.perf_counter() - start:.1f} s (once per process)")
     model, loss_fn, data, sampler = transient_ridge_case(args.steps)
-    compare(f"transient_ridge_small, M = 16, after {args.steps} Adam steps", model, loss_fn, data, sampler, args.repeats)
+    compare(f"transient_ridge_small, M = 16, after {args.steps} Adam steps", model, loss_fn, data, sampler,
+            args.repeats)
     model, loss_fn, data, sampler, exact = regression_case()
     compare("linear regression, d = 16 (λ = d/2 = 8)", model, loss_fn, data, sampler, args.repeats, exact)
 

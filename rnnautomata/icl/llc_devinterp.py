@@ -78,7 +78,8 @@ def _import_devinterp():
         from devinterp.slt import sampler as dsampler
         from devinterp.slt.llc import compute_llc, sample
     except ImportError:
-        raise ConfigError(f"the devinterp cross-check needs devinterp 2.0.1, which is not installed: {SLT_EXTRA}") from None
+        raise ConfigError(f"the devinterp cross-check needs devinterp 2.0.1, which is not installed: "
+                          f"{SLT_EXTRA}") from None
     return datasets, dsampler, sample, compute_llc
 
 
@@ -166,6 +167,8 @@ def estimate_llc_devinterp(model: torch.nn.Module, loss_fn: Callable[..., torch.
         raise FloatingPointError(f"devinterp SGLD chain diverged ({failed[0] if failed else 'non-finite loss'}); "
                                  f"lower SGLD.step_size (now {sampler.step_size}) or raise SGLD.localization "
                                  f"(now {sampler.localization})")
+    for w in caught:                                  # devinterp's other warnings (e.g. nβ = 1) reach the caller
+        warnings.warn(f"devinterp: {w.message}", w.category, stacklevel=2)
     per_chain = nbeta * (trace[:, sampler.burn_in:].mean(axis=1) - init_loss)
     std = float(per_chain.std(ddof=1)) if sampler.chains > 1 else 0.0
     return DevinterpLLC(reported_mean, reported_std, float(per_chain.mean()), std, per_chain, trace, init_loss,
