@@ -23,7 +23,7 @@ setup: $(STAMP) system-deps
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev,notebook,docs,ray]"
+	$(BIN)/pip install --quiet -e ".[dev,notebook,docs,ray,slt]"
 	@touch $(STAMP)
 
 # The graphviz binary draws the machines; without it drawings fall back to .dot files.

@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["SGLD", "LLCResult", "default_nbeta", "estimate_llc", "gaussian_llc"]
+__all__ = ["SGLD", "LLCResult", "default_nbeta", "estimate_llc", "gaussian_llc", "gaussian_llc_by_step"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,24 @@ def gaussian_llc(hessian_eigenvalues: np.ndarray, nbeta: float, localization: fl
         raise ValueError("step_size too large: the chain diverges (need ε (nβ h + γ) < 4)")
     var = 1.0 / (a * (1.0 - step_size * a / 4.0))
     return float(nbeta * np.sum(0.5 * h * var))
+
+
+def gaussian_llc_by_step(hessian_eigenvalues: np.ndarray, nbeta: float, localization: float, step_size: float,
+                         steps: int) -> np.ndarray:
+    """(steps,) exact E[nβ (L(w_t) − L(w*))] at each step t of an SGLD chain started at w* = the minimum.
+
+    The quadratic loss of :func:`gaussian_llc`; direction i starts at u = 0 and after t steps has
+    variance ε (1 − ρ_i^{2t}) / (1 − ρ_i²) with ρ_i = 1 − ε a_i / 2. Step t's loss is the one taken
+    before the t-th update (t = 0: at w*), as both estimators record it; the mean over steps
+    ``burn_in:`` is the expected burn-in-excluded λ̂, over all steps devinterp's burn-in-included one.
+    """
+    h = np.asarray(hessian_eigenvalues, dtype=np.float64)
+    if step_size <= 0:
+        raise ValueError(f"step_size must be positive (got {step_size})")
+    a = nbeta * h + localization
+    if np.any(step_size * a >= 4):
+        raise ValueError("step_size too large: the chain diverges (need ε (nβ h + γ) < 4)")
+    rho2 = (1.0 - step_size * a / 2.0) ** 2                                   # (d,)
+    t = np.arange(steps)[:, None]                                             # (steps, 1)
+    var = step_size * (1.0 - rho2 ** t) / (1.0 - rho2)                        # (steps, d)
+    return nbeta * (0.5 * h * var).sum(axis=1)
