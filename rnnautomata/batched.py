@@ -55,16 +55,16 @@ from rnnautomata.train import (
     LONG_EVAL_LENGTH,
     EvalSet,
     TrainingSet,
-    write_checkpoint,
-    make_optimizer,
-    model_state,
     build_eval_set,
     build_model,
     build_training_set,
     checkpoint_steps,
+    make_optimizer,
+    model_state,
     resolve_device,
     start_output,
     task_sources,
+    write_checkpoint,
 )
 
 __all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
@@ -503,7 +503,7 @@ def _chunks(n_rows: int, n_seeds: int, state_size: int) -> list[slice]:
 def evaluate_seeds(model: BatchedRecurrent, data: "_SeedData", study: Study, max_length: int | None = None) -> list[dict]:
     """train.evaluate for every seed at once: one metrics dict per seed (same keys and meaning)."""
     model.eval()
-    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target
+    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target  # noqa: E741 (O: outputs, the shape letter)
     S = model.state_size
 
     def loss_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

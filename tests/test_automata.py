@@ -538,8 +538,8 @@ def test_deep_counterexamples_match_brute_force():
 
 
 def test_errors_are_project_errors_and_value_errors(tmp_path):
-    from rnnautomata.errors import RnnAutomataError
     from rnnautomata.automata import MachineError
+    from rnnautomata.errors import RnnAutomataError
 
     with pytest.raises(MachineError) as caught:
         Machine.load(tmp_path / "missing.json")

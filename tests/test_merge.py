@@ -11,9 +11,7 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.utils.estimator_checks import check_clustering, parametrize_with_checks
 
-from rnnautomata.merge import (
-    MERGERS, KMeansMerger, LeaderMerger, SingleLinkageMerger, epsilon_from_states, make_merger,
-)
+from rnnautomata.merge import MERGERS, KMeansMerger, LeaderMerger, SingleLinkageMerger, epsilon_from_states, make_merger
 
 
 def naive_leader(X, epsilon):
