@@ -284,12 +284,6 @@ class BatchedRecurrent(nn.Module):
         """Seed ``index``'s slice under RecurrentModel's state-dict names (CPU copies)."""
         return {name: self.tensor(name)[index].detach().to("cpu").clone() for name in self.param_names + self.buffer_names}
 
-    @torch.no_grad()
-    def load_seed_state_dict(self, index: int, state: dict[str, torch.Tensor]) -> None:
-        """Overwrite seed ``index``'s slice from a RecurrentModel state dict."""
-        for name in self.param_names + self.buffer_names:
-            self.tensor(name)[index].copy_(state[name])
-
     # --- the recurrence -------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> torch.Tensor:
         """h0 of every seed repeated over the batch: (n_seeds, B, S)."""

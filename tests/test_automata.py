@@ -225,7 +225,7 @@ def test_minimize_is_canonical_under_state_permutation():
         assert np.array_equal(other.output_of_state, reference.output_of_state)
 
 
-def test_minimize_large_prefix_tree_is_fast():
+def test_minimize_a_131071_node_prefix_tree():
     tree = parity_prefix_tree(16)  # 131071 nodes
     minimal = tree.minimize()
     assert minimal.n_states == 1 + 2 * 16
