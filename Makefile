@@ -3,6 +3,7 @@
 #   make study        set up, then run tasks/streaming_parity.toml end to end (runs/streaming_parity/)
 #   make test         set up, then run the whole test suite (slow and browser tests included)
 #   make test-fast    the fast tests only (what plain `pytest` runs)
+#   make lint         ruff over the package, tests and benchmarks (rules in pyproject.toml; not part of `make test`)
 #   make bench        the benchmarks (docs/benchmarks.md)
 #   make docs         build the documentation site into site/ (`.venv/bin/mkdocs serve` to browse it)
 #
@@ -16,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rnnautomata-installed
 
-.PHONY: setup system-deps browser-deps study test test-fast bench docs clean
+.PHONY: setup system-deps browser-deps study test test-fast lint bench docs clean
 
 setup: $(STAMP) system-deps
 
@@ -54,6 +55,9 @@ test: setup browser-deps
 
 test-fast: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check rnnautomata tests benchmarks
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -78,7 +78,7 @@ def train_pair(work: Path, index: int, arch: str, seed: int, epochs: int | None 
     manifest = out / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete":
         return out, truth
-    overrides = [f'task.name="machine"', f'task.path="{mpath.resolve()}"', f'model.arch="{arch}"', f"seed={seed}",
+    overrides = ['task.name="machine"', f'task.path="{mpath.resolve()}"', f'model.arch="{arch}"', f"seed={seed}",
                  f'name="m{index:03d}_{arch}_s{seed}"']
     if k > 2:
         overrides += ['task.train_set="sample"', "task.train_samples=1024"]

@@ -29,7 +29,7 @@ from rnnautomata.batched import BatchedRecurrent, per_seed_loss
 from rnnautomata.config import ModelConfig
 from rnnautomata.models import build_recurrent
 
-H, BATCH, T, A, O = 128, 128, 10, 2, 2
+H, BATCH, T, A, O = 128, 128, 10, 2, 2  # noqa: E741 (O: outputs, the shape letter)
 
 
 def _sync(device: torch.device) -> None:

@@ -29,7 +29,7 @@ Medians and quartiles are numpy's (linear interpolation) over the seeds that hav
 ``finite_from_step.median`` is over the seeds that became finite, ``n_never`` counts the others.
 The figure ``figures/seeds_timeline.png`` / ``.svg`` shows the median and the 25-75 % band of the
 state counts and of the losses against the training step (drawn by
-``rnnautomata.render.plot_timeline_seeds``; :func:`draw_seeds_timeline` without it).
+``rnnautomata.render.plot_timeline_seeds``).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ import numpy as np
 from rnnautomata.dynamics import DYNAMICS_FORMAT, track
 from rnnautomata.engines import Engine, LocalEngine
 from rnnautomata.errors import CheckpointError
-from rnnautomata.runs import RunDir, atomic_savefig, atomic_write_json
+from rnnautomata.runs import RunDir, atomic_write_json
 
-__all__ = ["AGGREGATE_FORMAT", "aggregate_seeds", "spread", "draw_seeds_timeline"]
+__all__ = ["AGGREGATE_FORMAT", "aggregate_seeds", "spread"]
 
 AGGREGATE_FORMAT = "rnnautomata.aggregate/1"
 
@@ -223,61 +223,8 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
         "verdicts": _verdict_summary(final),
     }
     atomic_write_json(top.root / "aggregate.json", agg)
-    stem = top.figures_dir / "seeds_timeline"
-    try:
-        from rnnautomata.render import plot_timeline_seeds  # the package's multi-seed timeline
-    except ImportError:
-        plot_timeline_seeds = None
-    if plot_timeline_seeds is not None:
-        plot_timeline_seeds(dyns, stem, title=f"{agg['name'] or 'study'}: {len(seeds)} seeds, median and interquartile range")
-    else:
-        draw_seeds_timeline(agg, stem)
+    from rnnautomata.render import plot_timeline_seeds
+
+    plot_timeline_seeds(dyns, top.figures_dir / "seeds_timeline",
+                        title=f"{agg['name'] or 'study'}: {len(seeds)} seeds, median and interquartile range")
     return agg
-
-
-def draw_seeds_timeline(agg: dict, path_stem: str | Path) -> list[Path]:
-    """Median and interquartile band of states and of validation loss against step.
-
-    :func:`aggregate_seeds` uses ``rnnautomata.render.plot_timeline_seeds`` (from the seeds'
-    dynamics) when the render module is installed; this is the stand-alone drawing from the
-    aggregate dict alone. Returns the written files (``.png`` and ``.svg``).
-    """
-    from rnnautomata import plotting
-
-    path_stem = Path(path_stem)
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    cps = agg["checkpoints"]
-    steps = np.array([c["step"] for c in cps], dtype=float)
-    fig, (ax_s, ax_l) = plotting.subplots(2, 1, figsize=(7, 5.5), sharex=True, constrained_layout=True)
-
-    def band(ax, key, label, color):
-        rows = [(s, c[key]) for s, c in zip(steps, cps) if c[key] is not None]
-        if not rows:
-            return
-        x = np.array([s for s, _ in rows])
-        med = np.array([r["median"] for _, r in rows])
-        ax.fill_between(x, [r["q25"] for _, r in rows], [r["q75"] for _, r in rows], color=color, alpha=0.25, lw=0)
-        ax.plot(x, med, color=color, lw=1.5, label=f"{label} (median, 25–75 %)")
-
-    band(ax_s, "n_states", "merged states", "tab:blue")
-    band(ax_s, "n_states_min", "minimal states", "tab:orange")
-    ax_s.set_yscale("log")
-    ax_s.set_ylabel("states")
-    ff = agg["finite_from_step"]
-    if ff["median"] is not None:
-        ax_s.axvline(ff["median"], color="k", ls="--", lw=1, label=f"median first finite step ({ff['median']:.0f})")
-    n = len(agg["seeds"])
-    ax_s.set_title(f"{agg.get('name') or 'study'}: {n} seeds, {n - ff['n_never']} became finite")
-    ax_s.legend(fontsize=8, loc="best")
-    band(ax_l, "val_loss", "validation loss", "tab:green")
-    band(ax_l, "train_loss", "training loss", "tab:gray")
-    ax_l.set_yscale("log")
-    ax_l.set_ylabel("loss")
-    ax_l.set_xlabel("step")
-    ax_l.legend(fontsize=8, loc="best")
-    written = []
-    for ext in ("png", "svg"):
-        out = path_stem.with_suffix(f".{ext}")
-        atomic_savefig(fig, out, dpi=120)
-        written.append(out)
-    return written

@@ -438,8 +438,6 @@ class Machine:
         return Machine(self.alphabet, self.outputs, transitions, self.output_of_state[order], 0,
                        self.meta)
 
-    trim = reachable
-
     # ----------------------------------------------------------- minimization
     def minimize(self) -> Machine:
         """The minimal machine with the same observations, in canonical numbering.

@@ -55,16 +55,16 @@ from rnnautomata.train import (
     LONG_EVAL_LENGTH,
     EvalSet,
     TrainingSet,
-    write_checkpoint,
-    make_optimizer,
-    model_state,
     build_eval_set,
     build_model,
     build_training_set,
     checkpoint_steps,
+    make_optimizer,
+    model_state,
     resolve_device,
     start_output,
     task_sources,
+    write_checkpoint,
 )
 
 __all__ = ["BatchedRecurrent", "per_seed_loss", "evaluate_seeds", "seed_dir", "seed_study", "train_seeds", "SEEDS_KIND"]
@@ -284,12 +284,6 @@ class BatchedRecurrent(nn.Module):
         """Seed ``index``'s slice under RecurrentModel's state-dict names (CPU copies)."""
         return {name: self.tensor(name)[index].detach().to("cpu").clone() for name in self.param_names + self.buffer_names}
 
-    @torch.no_grad()
-    def load_seed_state_dict(self, index: int, state: dict[str, torch.Tensor]) -> None:
-        """Overwrite seed ``index``'s slice from a RecurrentModel state dict."""
-        for name in self.param_names + self.buffer_names:
-            self.tensor(name)[index].copy_(state[name])
-
     # --- the recurrence -------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> torch.Tensor:
         """h0 of every seed repeated over the batch: (n_seeds, B, S)."""
@@ -503,7 +497,7 @@ def _chunks(n_rows: int, n_seeds: int, state_size: int) -> list[slice]:
 def evaluate_seeds(model: BatchedRecurrent, data: "_SeedData", study: Study, max_length: int | None = None) -> list[dict]:
     """train.evaluate for every seed at once: one metrics dict per seed (same keys and meaning)."""
     model.eval()
-    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target
+    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target  # noqa: E741 (O: outputs, the shape letter)
     S = model.state_size
 
     def loss_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

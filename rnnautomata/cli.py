@@ -244,7 +244,7 @@ _JOBS_HELP = "many-seed folders: seeds tracked at once, one process each (defaul
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnautomata.merge import MERGERS
+    from rnnautomata.merge_registry import MERGERS  # the names only: no scikit-learn import
 
     parser = _Parser(prog="rnnautomata", description="Extract automata from networks as they train.")
     parser.add_argument("--version", action="version", version=f"rnnautomata {__version__}")

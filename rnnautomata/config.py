@@ -27,7 +27,7 @@ else:  # pragma: no cover
 from rnnautomata.data import TASK_FIELDS, TASKS
 from rnnautomata.errors import ConfigError
 from rnnautomata.fields import build_section, coerce_field, show_value
-from rnnautomata.merge import MERGERS
+from rnnautomata.merge_registry import MERGERS
 from rnnautomata.models import MODELS
 
 __all__ = [

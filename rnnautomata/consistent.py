@@ -42,6 +42,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from scipy.spatial import cKDTree
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from rnnautomata.merge import _first_appearance
 from rnnautomata.probe import PrefixTree
@@ -222,12 +223,14 @@ class FoldPartition:
         return _first_appearance(np.array([find(i) for i in range(len(self.parent))], dtype=np.int64))
 
 
-class ConsistentMerger:
+class ConsistentMerger(ClusterMixin, BaseEstimator):
     """Merge hidden states nearest first, keeping only merges the network's outputs allow.
 
-    A scikit-learn-style estimator like the mergers of :mod:`rnnautomata.merge`, but it needs the
-    probed tree and the network's outputs, so they are given at construction. No ε: see the
-    module docstring for the algorithm.
+    A scikit-learn estimator like the mergers of :mod:`rnnautomata.merge` (``get_params``,
+    ``sklearn.clone``, ``fit_predict``), but it needs the probed tree and the network's outputs, so
+    they are parameters given at construction; X must then have one row per tree node, so it is
+    not a general clusterer (``parametrize_with_checks`` does not apply). No ε: see the module
+    docstring for the algorithm.
 
     Parameters
     ----------
@@ -252,6 +255,8 @@ class ConsistentMerger:
         Merges accepted (each may fold many node pairs).
     n_rejected_ : int
         Merges tried and undone because they would mix outputs.
+    n_features_in_ : int
+        S, the number of columns seen in fit.
     threshold_ : float
         Length of the longest accepted candidate edge in the first pass (the ε that single
         linkage would have needed to make these merges; reported, never used as a rule).
@@ -296,6 +301,7 @@ class ConsistentMerger:
         self.n_accepted_ = accepted + acc2
         self.n_rejected_ = rejected + rej2
         self.threshold_ = float(threshold)
+        self.n_features_in_ = X.shape[1]
         return self
 
     def _close(self, part: FoldPartition, X: np.ndarray) -> tuple[int, int]:
@@ -335,7 +341,3 @@ class ConsistentMerger:
                     else:
                         rejected += 1
         return accepted, rejected
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """Fit and return `labels_`."""
-        return self.fit(X).labels_

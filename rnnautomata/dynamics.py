@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rnnautomata.config import study_from_dict, read_toml
+from rnnautomata.config import read_toml, study_from_dict
 from rnnautomata.congruence import congruence
 from rnnautomata.errors import CheckpointError
 from rnnautomata.extract import extract_machine, fidelity

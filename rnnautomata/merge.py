@@ -1,14 +1,18 @@
 """Partitions of hidden states: which prefixes does the network treat as the same state?
 
-Step 2 of DESIGN.md's "Extraction, precisely". Every merger is a scikit-learn-style estimator:
-`__init__` stores parameters, `fit(X)` returns self and sets `labels_` ((N,) ints numbered by first
-appearance, so row 0's cluster is 0) and `n_clusters_`.
+Step 2 of DESIGN.md's "Extraction, precisely". Every merger is a scikit-learn estimator
+(``ClusterMixin, BaseEstimator``): `__init__` only stores its parameters, `fit(X)` validates them and
+X, returns self and sets `labels_` ((N,) ints numbered by first appearance, so row 0's cluster is 0),
+`n_clusters_` and `n_features_in_`; `fit_predict`, `get_params`/`set_params`, `sklearn.clone` and
+the repr come from scikit-learn. The names are registered in :mod:`rnnautomata.merge_registry`.
 
 >>> import numpy as np
 >>> hidden = np.array([[0.0, 0.0], [0.01, 0.0], [1.0, 1.0]])   # (N, H)
 >>> merger = LeaderMerger(epsilon=0.05).fit(hidden)
 >>> merger.labels_.tolist(), merger.n_clusters_
 ([0, 0, 1], 2)
+>>> merger
+LeaderMerger(epsilon=0.05)
 
 Leader versus single linkage at the same epsilon
 ------------------------------------------------
@@ -26,11 +30,14 @@ through a path of epsilon-steps. Leader groups also depend on the row order; com
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_array
 
 from rnnautomata.errors import ConfigError
+from rnnautomata.merge_registry import MERGERS
 
 __all__ = [
     "MERGERS",
@@ -61,11 +68,26 @@ def _as_points(X) -> np.ndarray:
     return X
 
 
+def _check_points(X, estimator) -> np.ndarray:
+    """X as a finite numeric 2-d array with at least one row (scikit-learn's ``check_array``),
+    its error cut to the first line."""
+    try:
+        return check_array(X, estimator=estimator)
+    except ValueError as err:
+        raise ValueError(str(err).strip().splitlines()[0]) from err
+
+
 def _check_epsilon(epsilon: float) -> float:
     epsilon = float(epsilon)
     if not np.isfinite(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a finite non-negative number, got {epsilon}")
     return epsilon
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def epsilon_from_states(arrays: np.ndarray | Sequence[np.ndarray], scale: float = 0.01) -> float:
@@ -103,7 +125,7 @@ def epsilon_from_states(arrays: np.ndarray | Sequence[np.ndarray], scale: float 
     return float(scale * np.sqrt(variance.sum()))
 
 
-class LeaderMerger:
+class LeaderMerger(ClusterMixin, BaseEstimator):
     """The greedy leader rule: in row order, join the first group whose leader is within epsilon.
 
     Distances are Euclidean and "within" means <= epsilon. The fit runs leader by leader: the
@@ -126,6 +148,8 @@ class LeaderMerger:
     n_clusters_ : int
     leaders_ : np.ndarray
         (n_clusters_,) row index of each group's leader.
+    n_features_in_ : int
+        S, the number of columns seen in fit.
     """
 
     def __init__(self, epsilon: float = 0.01, block_size: int = 16384):
@@ -134,8 +158,9 @@ class LeaderMerger:
 
     def fit(self, X, y=None) -> LeaderMerger:
         """Group the rows of X (N, S); returns self."""
-        X = _as_points(X)
+        X = _check_points(X, self)
         epsilon = _check_epsilon(self.epsilon)
+        block_size = _check_positive_int(self.block_size, "block_size")
         n = len(X)
         labels = np.full(n, -1, dtype=np.int64)
         centre = X.mean(0, dtype=np.float64) if n else 0.0  # centring keeps |x|^2 terms small
@@ -146,7 +171,7 @@ class LeaderMerger:
         start = 0
         while start < n:
             # Keep the (B, L) distance block near 2**23 entries however many leaders there are.
-            rows = max(64, min(self.block_size, 2**23 // max(len(leader_rows), 1)))
+            rows = max(64, min(block_size, 2**23 // max(len(leader_rows), 1)))
             block = X[start : start + rows].astype(np.float64) - centre  # (B, S)
             block_sq = np.einsum("ij,ij->i", block, block)  # (B,)
             block_labels = np.full(len(block), -1, dtype=np.int64)
@@ -183,14 +208,11 @@ class LeaderMerger:
         self.labels_ = labels
         self.n_clusters_ = len(leader_rows)
         self.leaders_ = np.asarray(leader_rows, dtype=np.int64)
+        self.n_features_in_ = X.shape[1]
         return self
 
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """Fit and return `labels_`."""
-        return self.fit(X).labels_
 
-
-class SingleLinkageMerger:
+class SingleLinkageMerger(ClusterMixin, BaseEstimator):
     """Connected components of the epsilon-neighbour graph (edges where distance <= epsilon).
 
     This equals single-linkage clustering cut at distance epsilon, without an N x N matrix:
@@ -222,6 +244,8 @@ class SingleLinkageMerger:
     n_clusters_ : int
     n_cells_ : int
         Number of grid cells (near-duplicate groups) after step 1.
+    n_features_in_ : int
+        S, the number of columns seen in fit.
     """
 
     def __init__(self, epsilon: float = 0.01):
@@ -229,12 +253,9 @@ class SingleLinkageMerger:
 
     def fit(self, X, y=None) -> SingleLinkageMerger:
         """Group the rows of X (N, S); returns self."""
-        X = _as_points(X)
+        X = _check_points(X, self)
         epsilon = _check_epsilon(self.epsilon)
         n, dim = X.shape
-        if n == 0:
-            self.labels_, self.n_clusters_, self.n_cells_ = np.zeros(0, np.int64), 0, 0
-            return self
         cell = self._cells(X, epsilon)  # (N,) cell id, cells numbered by first row
         n_cells = int(cell.max()) + 1
         order = np.argsort(cell, kind="stable")  # rows grouped by cell, first row first
@@ -295,11 +316,8 @@ class SingleLinkageMerger:
         self.labels_ = _first_appearance(component[cell])
         self.n_clusters_ = int(self.labels_.max()) + 1
         self.n_cells_ = n_cells
+        self.n_features_in_ = dim
         return self
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """Fit and return `labels_`."""
-        return self.fit(X).labels_
 
     @staticmethod
     def _graph(a, b, n):
@@ -352,16 +370,25 @@ def _min_distance(A: np.ndarray, B: np.ndarray, stop_below: float) -> float:
     return best
 
 
-class KMeansMerger:
+class KMeansMerger(ClusterMixin, BaseEstimator):
     """k-means with a fixed number of clusters (scikit-learn's KMeans), labels by first appearance.
 
     Parameters
     ----------
     n_clusters : int
-    random_state : int or None
-        Seed passed to sklearn.
+    random_state : int, np.random.RandomState or None
+        The randomness of the initialisation, passed to sklearn (a study passes its ``seed``).
     n_init : int
         Restarts.
+
+    Attributes
+    ----------
+    labels_ : np.ndarray
+        (N,) int64 cluster of each row, numbered by first appearance.
+    n_clusters_ : int
+        Clusters actually used (at most ``n_clusters``).
+    n_features_in_ : int
+        S, the number of columns seen in fit.
     """
 
     def __init__(self, n_clusters: int = 2, random_state: int | None = None, n_init: int = 4):
@@ -373,22 +400,12 @@ class KMeansMerger:
         """Cluster the rows of X (N, S); returns self."""
         from sklearn.cluster import KMeans
 
-        X = _as_points(X)
+        X = _check_points(X, self)
         kmeans = KMeans(self.n_clusters, random_state=self.random_state, n_init=self.n_init)
         self.labels_ = _first_appearance(kmeans.fit_predict(X))
-        self.n_clusters_ = int(self.labels_.max()) + 1 if len(X) else 0
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        self.n_features_in_ = X.shape[1]
         return self
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """Fit and return `labels_`."""
-        return self.fit(X).labels_
-
-
-MERGERS: dict[str, Callable[..., object]] = {
-    "leader": LeaderMerger,
-    "single_linkage": SingleLinkageMerger,
-    "kmeans": KMeansMerger,
-}
 
 
 def make_merger(name: str, **params):

@@ -417,9 +417,3 @@ class RunDir:
                 if "metrics" in meta:
                     have[step] = json.loads(meta["metrics"])
         self.rewrite_metrics([have[s] for s in sorted(have)])
-
-    def iter_automata(self) -> Iterator[tuple[int, Path]]:
-        for step in self.steps():
-            p = self.automaton_path(step)
-            if p.is_file():
-                yield step, p

@@ -120,7 +120,7 @@ def evaluate_stacked(model: StackedModel, data: _SeedData, study: Study, width: 
 
     `width` (the model's residual width) sizes the evaluation chunks.
     """
-    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target
+    n, O, kind, target = model.n_seeds, model.n_outputs, study.train.loss, study.task.target  # noqa: E741 (O: outputs, the shape letter)
 
     def chunks(x: torch.Tensor) -> list[slice]:
         return _row_chunks(x.shape[1], n, x.shape[2], width)

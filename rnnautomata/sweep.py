@@ -691,8 +691,9 @@ def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, lis
     one figure per setting of any further axes: ``folder/phase_diagram.png`` / ``.svg``
     (``phase_diagram,KEY=V.png`` for the further axes). Panels whose title names a fraction or an
     accuracy are coloured on [0, 1]."""
-    from rnnautomata import plotting
     from matplotlib.colors import LogNorm
+
+    from rnnautomata import plotting
 
     keys = list(grid)
     axes = sorted(keys, key=lambda k: -len(grid[k]))[:2]

@@ -26,8 +26,16 @@ from rnnautomata.config import Study, study_from_dict, study_to_dict, study_to_t
 from rnnautomata.data import make_task
 from rnnautomata.data.regular import RegularTask, all_strings
 from rnnautomata.errors import CheckpointError, ConfigError
-from rnnautomata.loop import (Progress, Schedule, diverged, mark_failed, optimizer_tensors, restore,
-                              restore_optimizer, run_steps)
+from rnnautomata.loop import (
+    Progress,
+    Schedule,
+    diverged,
+    mark_failed,
+    optimizer_tensors,
+    restore,
+    restore_optimizer,
+    run_steps,
+)
 from rnnautomata.models import MODELS, SequenceModel
 from rnnautomata.runs import RunDir, load_checkpoint, save_checkpoint
 

@@ -71,15 +71,6 @@ def test_aggregate_matches_per_seed_dynamics(seeds_dir):
         assert (seeds_dir / "figures" / f"seeds_timeline.{ext}").stat().st_size > 1000
 
 
-def test_standalone_figure_from_the_aggregate(seeds_dir, tmp_path):
-    from rnnautomata.aggregate import draw_seeds_timeline
-
-    agg = json.loads((seeds_dir / "aggregate.json").read_text()) if (seeds_dir / "aggregate.json").exists() \
-        else aggregate_seeds(seeds_dir, progress=False, jobs=1)
-    files = draw_seeds_timeline(agg, tmp_path / "fig")
-    assert [f.suffix for f in files] == [".png", ".svg"] and all(f.stat().st_size > 1000 for f in files)
-
-
 def test_existing_dynamics_are_reused(seeds_dir):
     aggregate_seeds(seeds_dir, progress=False, jobs=1)
     stamps = [seed_dir(seeds_dir, s).joinpath("dynamics.json").stat().st_mtime_ns for s in SEEDS]

@@ -225,7 +225,7 @@ def test_minimize_is_canonical_under_state_permutation():
         assert np.array_equal(other.output_of_state, reference.output_of_state)
 
 
-def test_minimize_large_prefix_tree_is_fast():
+def test_minimize_a_131071_node_prefix_tree():
     tree = parity_prefix_tree(16)  # 131071 nodes
     minimal = tree.minimize()
     assert minimal.n_states == 1 + 2 * 16
@@ -538,8 +538,8 @@ def test_deep_counterexamples_match_brute_force():
 
 
 def test_errors_are_project_errors_and_value_errors(tmp_path):
-    from rnnautomata.errors import RnnAutomataError
     from rnnautomata.automata import MachineError
+    from rnnautomata.errors import RnnAutomataError
 
     with pytest.raises(MachineError) as caught:
         Machine.load(tmp_path / "missing.json")

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from rnnautomata.batched import BatchedRecurrent, seed_dir, seed_study
-from rnnautomata.seeds import train_seeds
 from rnnautomata.config import study_from_dict
 from rnnautomata.data import make_task
 from rnnautomata.dynamics import track
 from rnnautomata.errors import CheckpointError, TrainingError
 from rnnautomata.runs import RunDir, load_checkpoint
+from rnnautomata.seeds import train_seeds
 from rnnautomata.train import build_model, load_model, train
 
 from conftest import tiny_raw

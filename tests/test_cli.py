@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnautomata.cli import main
-from rnnautomata.config import study_to_toml, study_from_dict
+from rnnautomata.config import study_from_dict, study_to_toml
 
 from conftest import tiny_raw
 

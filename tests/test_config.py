@@ -2,13 +2,7 @@ import tomllib
 
 import pytest
 
-from rnnautomata.config import (
-    Study,
-    apply_overrides,
-    load_study,
-    study_from_dict,
-    study_to_toml,
-)
+from rnnautomata.config import Study, apply_overrides, load_study, study_from_dict, study_to_toml
 from rnnautomata.errors import ConfigError
 
 

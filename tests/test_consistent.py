@@ -223,3 +223,21 @@ def test_robust_extraction_of_a_trained_network(tiny_study, tmp_path):
     assert (mine[1:] == pr.outputs[1:]).all()
     assert res.machine.meta["method"] == "consistent"
     assert _first_appearance(res.extraction.labels)[0] == 0
+
+
+def test_consistent_merger_is_a_sklearn_estimator():
+    """get_params / clone / fit_predict from scikit-learn's base classes; the clone fits alike."""
+    from sklearn.base import clone
+
+    tree = prefix_tree(2, 4)
+    parity = np.array([sum(tree.string(i)) % 2 for i in range(tree.n_nodes)])
+    X = noisy_one_hot(parity, 2, 0.05, np.random.default_rng(0))
+    merger = ConsistentMerger(tree, parity, n_neighbors=4)
+    params = merger.get_params()
+    assert params["tree"] is tree and params["n_neighbors"] == 4 and params["voting"] is None
+    twin = clone(merger)
+    assert twin is not merger and not hasattr(twin, "labels_")
+    labels = twin.fit_predict(X)
+    np.testing.assert_array_equal(labels, merger.fit(X).labels_)
+    np.testing.assert_array_equal(labels, parity)  # parity's two states, numbered by first appearance
+    assert merger.n_features_in_ == 2

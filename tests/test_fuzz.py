@@ -18,10 +18,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import tiny_raw
 from rnnautomata.cli import main
 from rnnautomata.config import _SECTIONS, Study, study_from_dict
 from rnnautomata.errors import ConfigError, TaskError
+
+from conftest import tiny_raw
 
 _TOP = [f.name for f in fields(Study) if f.name not in _SECTIONS]
 _FIELDS = [(None, name) for name in _TOP] + [

@@ -18,8 +18,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from rnnautomata.errors import ConfigError
-from rnnautomata.icl.classification import (AttentionMLP, ItemClassification, accuracy, classification_loss,
-                                            fit_threshold, icl_level, summarise)
+from rnnautomata.icl.classification import (
+    AttentionMLP,
+    ItemClassification,
+    accuracy,
+    classification_loss,
+    fit_threshold,
+    icl_level,
+    summarise,
+)
 from rnnautomata.icl.config import study_to_toml
 from rnnautomata.icl.grokking import jump_step
 from rnnautomata.icl.study import load_study, run_study, track_run

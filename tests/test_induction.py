@@ -13,8 +13,16 @@ import torch
 from rnnautomata.data.induction import check_task, make_batch
 from rnnautomata.errors import ConfigError
 from rnnautomata.studies import get_kind
-from rnnautomata.studies.induction import (InductionData, InductionStudy, build_model, circuits, evaluate,
-                                           load_study, onset_summary, fixed_test_batch)
+from rnnautomata.studies.induction import (
+    InductionData,
+    InductionStudy,
+    build_model,
+    circuits,
+    evaluate,
+    fixed_test_batch,
+    load_study,
+    onset_summary,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,7 +101,7 @@ def test_impossible_settings_are_one_line_errors(raw, match):
 
 
 def test_study_round_trips_through_its_toml():
-    from rnnautomata.icl.config import study_to_toml   # what open_run writes as study.toml
+    from rnnautomata.icl.config import study_to_toml  # what open_run writes as study.toml
 
     study = load_study({"name": "x", "data": {"task": "recall", "seq_len": 24}, "model": {"d_head": 8}})
     assert get_kind("induction").load({"kind": "induction", **tomllib.loads(study_to_toml(study))}) == study

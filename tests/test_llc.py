@@ -90,7 +90,10 @@ def test_singular_model_w_squared_has_lambda_one_quarter():
     sampler = SGLD(step_size=2e-4, localization=0.1, chains=4, draws=6000, burn_in=500)
     res = estimate_llc(Square(), mse, (x, y), sampler, torch.Generator().manual_seed(5))
     nb = res.nbeta
-    dens = lambda w: math.exp(-nb * c * w ** 4 - sampler.localization * w ** 2 / 2)
+
+    def dens(w):
+        return math.exp(-nb * c * w ** 4 - sampler.localization * w ** 2 / 2)
+
     z = integrate.quad(dens, -3, 3)[0]
     exact = nb * integrate.quad(lambda w: c * w ** 4 * dens(w), -3, 3)[0] / z
     assert exact == pytest.approx(0.25, rel=0.05)

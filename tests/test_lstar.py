@@ -80,12 +80,13 @@ def test_unknown_oracle():
 @pytest.mark.slow
 def test_lstar_agrees_with_extraction_on_trained_tomita4(tmp_path):
     """Train a small GRU on Tomita 4; the ε-merged machine and L*'s machine are the same language."""
-    from conftest import tiny_raw
     from rnnautomata.config import study_from_dict
     from rnnautomata.extract import extract_machine
     from rnnautomata.merge import LeaderMerger, epsilon_from_states
     from rnnautomata.probe import prefix_tree, probe
     from rnnautomata.train import load_model, train
+
+    from conftest import tiny_raw
 
     raw = tiny_raw(
         task={"name": "tomita4", "train_max_length": 9, "target": "all", "test_lengths": [100], "test_samples": 32},

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_measures_report import CLASSIFICATION, TRANSIENT_RIDGE
-
 from rnnautomata.plotting import colours, default_colours, subplots
+from tests.test_measures_report import CLASSIFICATION, TRANSIENT_RIDGE
 
 
 def _fresh(code: str, cwd: Path) -> str:
@@ -30,7 +29,7 @@ def _fresh(code: str, cwd: Path) -> str:
 @pytest.mark.parametrize("study", [TRANSIENT_RIDGE, CLASSIFICATION], ids=["transient_ridge", "icl_classification"])
 def test_a_run_with_figures_keeps_the_users_backend_and_pyplot_untouched(tmp_path, study):
     (tmp_path / "study.toml").write_text(study)
-    out = _fresh(f"""
+    out = _fresh("""
         import sys, matplotlib
         matplotlib.use("svg")                       # the user's choice
         from rnnautomata.cli import main

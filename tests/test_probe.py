@@ -55,7 +55,7 @@ def test_prefix_tree_matches_itertools(n_symbols, depth):
         assert tuple(matrix[i, : len(s)]) == s and np.all(matrix[i, len(s):] == -1)
 
 
-def test_prefix_tree_large_is_fast_and_sized():
+def test_prefix_tree_large_is_sized():
     tree = prefix_tree(2, 19)
     assert tree.n_nodes == 2**20 - 1
     assert tree.level(19) == slice(2**19 - 1, 2**20 - 1)

@@ -10,8 +10,7 @@ import pytest
 
 from rnnautomata.automata import Machine
 from rnnautomata.config import TaskConfig
-from rnnautomata.data import TASKS, describe, make_task
-from rnnautomata.data import regular
+from rnnautomata.data import TASKS, describe, make_task, regular
 from rnnautomata.errors import TaskError
 
 MAX_LEN = 10

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_raw
 from rnnautomata import Run
 from rnnautomata.automata import Machine
 from rnnautomata.cli import main
@@ -16,6 +14,8 @@ from rnnautomata.config import study_from_dict
 from rnnautomata.dynamics import track
 from rnnautomata.errors import CheckpointError
 from rnnautomata.train import train
+
+from conftest import tiny_raw
 
 
 def same(a: Machine, b: Machine) -> bool:

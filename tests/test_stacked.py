@@ -1,13 +1,12 @@
 """Many seeds of a transformer as one stacked model (torch.func): each seed = training it alone."""
 
-import numpy as np
 import pytest
 import torch
 
 from rnnautomata.batched import seed_dir, seed_study
-from rnnautomata.seeds import train_seeds
 from rnnautomata.config import study_from_dict
 from rnnautomata.data import make_task
+from rnnautomata.seeds import train_seeds
 from rnnautomata.stacked import StackedModel
 from rnnautomata.train import build_model
 

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from conftest import tiny_raw
 from rnnautomata.runs import RunDir
 from rnnautomata.studies import get_kind, run_kind
+
+from conftest import tiny_raw
 
 _ICL = {"kind": "icl", "name": "tiny_icl",
         "data": {"x_dim": 2, "n_context": 6, "n_train": 300, "n_test": 200},

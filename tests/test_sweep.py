@@ -381,6 +381,7 @@ def test_ray_engine_resumes_a_killed_run(local_ray, swept, tmp_path):
 @pytest.mark.slow
 def test_an_icl_sweep_on_ray_gives_the_local_engines_summaries(local_ray, tmp_path):
     from rnnautomata.engines import RayEngine
+
     from test_sweep_kinds import tiny_cls
 
     grid = {"data.n_items": [20, 80]}

@@ -62,7 +62,7 @@ def test_outputs_forward_and_hooks_agree():
         torch.testing.assert_close(model(x), logits[:, 1:])
         torch.testing.assert_close(model.forward_last(x), logits[:, -1])
         torch.testing.assert_close(model.prefix_states(x), cache["ln_final.hook_normalized"])
-    names = {f"blocks.{l}.{h}" for l in range(2) for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post",
+    names = {f"blocks.{layer}.{h}" for layer in range(2) for h in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post",
                                                              "attn.hook_pattern")}
     assert names | {"hook_embed", "hook_pos_embed", "ln_final.hook_normalized"} <= set(cache)
     pattern = cache["blocks.0.attn.hook_pattern"]  # (B, H, P, P)

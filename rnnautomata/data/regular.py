@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -282,5 +281,3 @@ def random_task(n_states: int, n_symbols: int, n_outputs: int, seed: int) -> Reg
     return RegularTask(name, m.replace(meta={"task": name}),
                        f"random minimal {kind}: {n_states} states, {n_symbols} symbols, seed {seed}")
 
-
-TaskBuilder = Callable[..., RegularTask]

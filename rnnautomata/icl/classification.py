@@ -316,8 +316,8 @@ def sweep_figures(sweep_dir: str | Path, run_dirs, n_boot: int = 200) -> list[Pa
 
 
 def _figure(study: ICLClassificationStudy, records: list[dict], run: RunDir) -> None:
-    from rnnautomata.icl import figures
     from rnnautomata import plotting
+    from rnnautomata.icl import figures
 
     steps = [r["step"] for r in records]
     fig, ax = plotting.subplots(figsize=(6, 3.5))

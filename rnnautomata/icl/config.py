@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from rnnautomata.errors import ConfigError
 from rnnautomata.config import toml_value
+from rnnautomata.errors import ConfigError
 from rnnautomata.fields import build_study, positive_numbers
 
 __all__ = [

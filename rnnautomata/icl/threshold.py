@@ -167,7 +167,6 @@ def draw_threshold(runs: Sequence[Mapping], analysis: Mapping, path_stem: Path) 
     bootstrap spread, the fitted slope and the paper's; the final ICL accuracies of the runs near
     K* (bimodality). Writes ``path_stem.png`` / ``.svg``."""
     from rnnautomata import plotting
-
     from rnnautomata.icl.figures import save_figure
 
     fig, (ax_k, ax_n, ax_b) = plotting.subplots(1, 3, figsize=(15, 4.2))

@@ -16,7 +16,6 @@ several runs, fits the PCA, projects the baselines and draws the PC1–PC2 figur
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np

@@ -429,7 +429,6 @@ def render_run(run_dir: Path) -> list[Path]:
     """figures/induction.{png,svg}: ICL loss and accuracy, attention scores, effective ranks and
     subspace stability of the circuits, on one step axis with the onset and the rise marked."""
     from rnnautomata import plotting
-
     from rnnautomata.icl.figures import save_figure
     from rnnautomata.runs import RunDir
 
@@ -491,9 +490,9 @@ def render_run(run_dir: Path) -> list[Path]:
 def _attention_figure(study: InductionStudy, run, marks: Sequence[int]) -> list[str]:
     """figures/attention.{png,svg}: every head's pattern on one test sequence, at the first
     checkpoint, the checkpoints nearest the rise's ends, and the last."""
-    from rnnautomata import plotting
     import torch
 
+    from rnnautomata import plotting
     from rnnautomata.icl.figures import save_figure
     from rnnautomata.icl.study import model_tensors
     from rnnautomata.runs import load_checkpoint
