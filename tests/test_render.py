@@ -179,7 +179,7 @@ def test_a_300_state_machine_draws_as_svg_with_the_scalable_layout(tmp_path):
     machine = random_connected(300)
     assert machine.minimize().n_states > 200  # so the default max_states draws it unlabelled
     for max_states in (1000, render.DEFAULT_MAX_STATES):  # labelled, and as points
-        drawn, _, _ = render._choose_drawn(machine, max_states)
+        drawn, _, _ = render.choose_drawn(machine, max_states)
         assert render.layout_engine(drawn) == "sfdp"
         paths = render.draw_machine(machine, tmp_path / f"big_{max_states}", formats=("svg",),
                                     max_states=max_states)
@@ -201,8 +201,8 @@ def test_draw_machine_writes_valid_svg_and_png(tmp_path):
 
 
 def test_missing_graphviz_writes_dot_and_one_notice(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(render, "graphviz_binary", lambda: None)
-    monkeypatch.setattr(render, "_notice_given", False)
+    monkeypatch.setattr(render.graphviz, "graphviz_binary", lambda: None)
+    monkeypatch.setattr(render.graphviz, "_notice_given", False)
     first = render.draw_machine(parity(), tmp_path / "a")
     second = render.draw_machine(full_tree(2), tmp_path / "b")
     assert first == [tmp_path / "a.dot"] and second == [tmp_path / "b.dot"]
