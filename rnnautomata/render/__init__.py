@@ -29,7 +29,7 @@ Example
 
 from __future__ import annotations
 
-from rnnautomata.automata import Machine
+from rnnautomata.automata import Machine  # noqa: F401  (the example above uses it)
 from rnnautomata.render.dot import (
     DEFAULT_MAX_STATES,
     OUTPUT_COLOURS,
@@ -41,7 +41,13 @@ from rnnautomata.render.dot import (
     output_colour,
     styled_dot,
 )
-from rnnautomata.render.figures import PHASE_COLOURS, image_grid, plot_timeline, plot_timeline_seeds, save_figure
+from rnnautomata.render.figures import (
+    PHASE_COLOURS,
+    image_grid,
+    plot_timeline,
+    plot_timeline_seeds,
+    save_figure,
+)
 from rnnautomata.render.graphviz import (
     GRAPHVIZ_TIMEOUT_S,
     clean_svg,
@@ -69,35 +75,35 @@ from rnnautomata.render.run import (
 
 __all__ = [
     "DEFAULT_MAX_STATES",
-    "SCALABLE_LAYOUT_STATES",
+    "GRAPHVIZ_TIMEOUT_S",
+    "NODE_SEP",
     "OUTPUT_COLOURS",
     "PHASE_COLOURS",
-    "RANK_SEP",
-    "NODE_SEP",
     "PINNED_MAX_GAP",
-    "GRAPHVIZ_TIMEOUT_S",
-    "layout_engine",
+    "RANK_SEP",
+    "SCALABLE_LAYOUT_STATES",
     "access_strings",
-    "is_tree",
-    "stable_positions",
-    "machine_dot",
-    "styled_dot",
     "choose_drawn",
-    "dot_quote",
-    "output_colour",
-    "draw_machine",
-    "write_dot_outputs",
-    "dot_to_svgs",
     "clean_svg",
+    "dot_quote",
+    "dot_to_svgs",
+    "draw_machine",
+    "draw_merge_snapshots",
     "graphviz_binary",
-    "save_figure",
     "image_grid",
+    "is_tree",
+    "layout_engine",
+    "load_run_machine",
+    "machine_dot",
+    "open_run",
+    "output_colour",
     "plot_timeline",
     "plot_timeline_seeds",
-    "draw_merge_snapshots",
-    "snapshot_steps",
-    "load_run_machine",
-    "open_run",
     "read_dynamics",
     "render_run",
+    "save_figure",
+    "snapshot_steps",
+    "stable_positions",
+    "styled_dot",
+    "write_dot_outputs",
 ]

@@ -17,8 +17,17 @@ from collections.abc import Mapping, Sequence
 from rnnautomata.automata import Machine
 from rnnautomata.render.layout import NODE_SEP, RANK_SEP, access_strings, is_tree
 
-__all__ = ["DEFAULT_MAX_STATES", "SCALABLE_LAYOUT_STATES", "OUTPUT_COLOURS", "dot_quote", "output_colour",
-           "layout_engine", "choose_drawn", "machine_dot", "styled_dot"]
+__all__ = [
+    "DEFAULT_MAX_STATES",
+    "OUTPUT_COLOURS",
+    "SCALABLE_LAYOUT_STATES",
+    "choose_drawn",
+    "dot_quote",
+    "layout_engine",
+    "machine_dot",
+    "output_colour",
+    "styled_dot",
+]
 
 #: Machines with more states than this are drawn minimised (and the title says so).
 DEFAULT_MAX_STATES = 200

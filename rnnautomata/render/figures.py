@@ -18,7 +18,7 @@ import numpy as np
 from rnnautomata.render.dot import output_colour
 from rnnautomata.runs import atomic_savefig
 
-__all__ = ["PHASE_COLOURS", "save_figure", "image_grid", "plot_timeline", "plot_timeline_seeds"]
+__all__ = ["PHASE_COLOURS", "image_grid", "plot_timeline", "plot_timeline_seeds", "save_figure"]
 
 #: Background colours of the training phases of ``dynamics.json`` (timelines and the report).
 PHASE_COLOURS = {"initial": "#bdbdbd", "tree": "#fdae6b", "merging": "#9ecae1", "finite": "#a1d99b"}

@@ -19,8 +19,14 @@ from rnnautomata.automata import Machine
 from rnnautomata.render.dot import DEFAULT_MAX_STATES, machine_dot
 from rnnautomata.runs import atomic_write_text
 
-__all__ = ["GRAPHVIZ_TIMEOUT_S", "graphviz_binary", "draw_machine", "write_dot_outputs", "clean_svg",
-           "dot_to_svgs"]
+__all__ = [
+    "GRAPHVIZ_TIMEOUT_S",
+    "clean_svg",
+    "dot_to_svgs",
+    "draw_machine",
+    "graphviz_binary",
+    "write_dot_outputs",
+]
 
 _notice_given = False
 

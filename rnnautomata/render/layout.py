@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from rnnautomata.automata import Machine
 
-__all__ = ["RANK_SEP", "NODE_SEP", "PINNED_MAX_GAP", "access_strings", "is_tree", "stable_positions"]
+__all__ = ["NODE_SEP", "PINNED_MAX_GAP", "RANK_SEP", "access_strings", "is_tree", "stable_positions"]
 
 RANK_SEP = 1.1  # inches between depths in a pinned prefix-tree layout
 NODE_SEP = 0.55  # inches between neighbouring leaves

@@ -24,8 +24,14 @@ from rnnautomata.render.graphviz import draw_machine, write_dot_outputs
 from rnnautomata.render.layout import PINNED_MAX_GAP, stable_positions
 from rnnautomata.runs import RunDir
 
-__all__ = ["open_run", "load_run_machine", "read_dynamics", "snapshot_steps", "draw_merge_snapshots",
-           "render_run"]
+__all__ = [
+    "draw_merge_snapshots",
+    "load_run_machine",
+    "open_run",
+    "read_dynamics",
+    "render_run",
+    "snapshot_steps",
+]
 
 
 def open_run(run_dir: str | Path) -> RunDir:
@@ -68,7 +74,9 @@ def read_dynamics(run_dir: str | Path) -> dict:
     CheckpointError
         If the file is missing or not a current ``rnnautomata.dynamics/1`` dict.
     """
-    from rnnautomata.dynamics import read_dynamics as read  # imported here: rendering needs no torch
+    from rnnautomata.dynamics import (
+        read_dynamics as read,  # imported here: rendering needs no torch
+    )
 
     return read(run_dir)
 
