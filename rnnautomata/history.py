@@ -22,7 +22,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from rnnautomata.runs import atomic_savefig
+from rnnautomata.render.figures import save_figure
 
 __all__ = ["merge_history_graph", "history_layout", "draw_merge_history"]
 
@@ -167,11 +167,4 @@ def draw_merge_history(
         ax.legend(loc="upper right", fontsize=8)
     ax.set_title(title or "merge history: each state → the state it became", fontsize=11)
     fig.tight_layout()
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = stem.with_suffix("." + fmt)
-        atomic_savefig(fig, path, dpi=150, metadata={"Date": None} if fmt == "svg" else {})
-        paths.append(path)
-    return paths
+    return save_figure(fig, path_stem, formats)

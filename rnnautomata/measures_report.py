@@ -1,8 +1,9 @@
 """One self-contained HTML page of a measure-style run: ``RUN/report.html``.
 
 The kinds that measure a run as numbers over training rather than as machines (``icl``,
-``grokking``, ``icl_classification``, ``transient_ridge``, ``induction``) share this page; the
-automata report (:mod:`rnnautomata.report`) lends it its stylesheet and number format. Sections:
+``grokking``, ``icl_classification``, ``transient_ridge``, ``induction``) share this page; its
+stylesheet and number format come from :mod:`rnnautomata.html_page`, as the automata report's
+(:mod:`rnnautomata.report`) do. Sections:
 
 1. the run: name, kind, versions, manifest status (a failed run says so and why), study.toml;
 2. the summary: the kind's :meth:`~rnnautomata.studies.base.StudyKind.summarise` row as a table,
@@ -32,8 +33,8 @@ from typing import Any
 
 from rnnautomata import __version__
 from rnnautomata.errors import CheckpointError
-from rnnautomata.render import _clean_svg
-from rnnautomata.report import _CSS, _fmt
+from rnnautomata.html_page import CSS, fmt
+from rnnautomata.render import clean_svg
 from rnnautomata.runs import RunDir, atomic_write_text
 
 __all__ = ["MAX_ROWS", "write_measures_report", "figure_files", "metric_table_rows", "value_html"]
@@ -78,7 +79,7 @@ def value_html(value: Any) -> str:
         shown = ", ".join(value_html(v) for v in value[:MAX_LIST])
         more = f", … ({len(value):,} values)" if len(value) > MAX_LIST else ""
         return f"[{shown}{more}]"
-    return _fmt(value, DIGITS)
+    return fmt(value, DIGITS)
 
 
 def _mapping_html(mapping: Mapping[str, Any]) -> str:
@@ -114,7 +115,7 @@ def figure_files(run_dir: str | Path) -> list[Path]:
 
 def _figure_html(path: Path) -> str:
     if path.suffix == ".svg":
-        content = _clean_svg(path.read_text(encoding="utf-8"))
+        content = clean_svg(path.read_text(encoding="utf-8"))
     else:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         content = f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -151,7 +152,7 @@ def _metrics_html(run: RunDir) -> str:
     note = (f"all {total:,} rows" if len(rows) == total
             else f"{len(rows):,} of {total:,} rows, evenly spaced (first and last kept)")
     head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c), 4)}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c), 4)}</td>" for c in columns) + "</tr>" for r in rows)
     return (f'<p class="sub" id="metrics-note">metrics.jsonl: {note}; keys holding lists (e.g. per position) '
             f'are left out.</p><div class="tablewrap"><table id="metrics-table">{head}{body}</table></div>')
 
@@ -239,11 +240,11 @@ def write_measures_report(run_dir: str | Path, kind, *, extra: Mapping[str, Any]
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(name)} · rnnautomata report</title>
 <link rel="icon" href="data:,">
-<style>{_CSS}{_EXTRA_CSS}</style></head>
+<style>{CSS}{_EXTRA_CSS}</style></head>
 <body><main>
 <h1>{html.escape(name)}</h1>
 <p class="sub">kind {html.escape(str(getattr(kind, "name", "")))} · rnnautomata {html.escape(__version__)} report ·
-run written by version {_fmt(manifest.get("package_version"))} · {len(steps)} checkpoints</p>
+run written by version {fmt(manifest.get("package_version"))} · {len(steps)} checkpoints</p>
 {status_html}
 <details><summary>Study settings (study.toml)</summary><pre>{html.escape(study_text)}</pre></details>
 

@@ -27,17 +27,19 @@ from typing import Any
 
 from rnnautomata import __version__
 from rnnautomata.automata import Machine, MachineError
+from rnnautomata.html_page import CSS, fmt
 from rnnautomata.render import (
+    PHASE_COLOURS,
     PINNED_MAX_GAP,
-    _choose_drawn,
-    _clean_svg,
-    _read_dynamics,
-    _run,
-    _styled_dot,
+    choose_drawn,
+    clean_svg,
     dot_to_svgs,
     machine_dot,
+    open_run,
     plot_timeline,
+    read_dynamics,
     stable_positions,
+    styled_dot,
 )
 from rnnautomata.runs import atomic_write_text
 
@@ -55,16 +57,6 @@ def _phase_of(step: int, phases: Sequence[Mapping[str, Any]]) -> str:
     return name
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return html.escape(str(value))
-
-
 def _checkpoint_drawings(run, checkpoints: Sequence[Mapping[str, Any]], max_states: int,
                          progress: bool) -> tuple[list[str], list[int], list[str]]:
     """HTML fragments of the distinct drawings, each checkpoint's drawing index (-1: none), and a
@@ -76,7 +68,7 @@ def _checkpoint_drawings(run, checkpoints: Sequence[Mapping[str, Any]], max_stat
             machines.append(Machine.load(path) if path.is_file() else None)
         except MachineError:
             machines.append(None)
-    chosen = [None if m is None else _choose_drawn(m, max_states) for m in machines]
+    chosen = [None if m is None else choose_drawn(m, max_states) for m in machines]
     drawn = [c[0] for c in chosen if c is not None]
     positions = iter(stable_positions(drawn, max_gap=PINNED_MAX_GAP)) if drawn else iter(())
     dots: list[str] = []
@@ -88,7 +80,7 @@ def _checkpoint_drawings(run, checkpoints: Sequence[Mapping[str, Any]], max_stat
             notes.append("no extracted machine at this checkpoint")
             continue
         shown, note, compact = choice
-        dot = _styled_dot(shown, next(positions), "", compact)
+        dot = styled_dot(shown, next(positions), "", compact)
         if dot not in index_of:
             index_of[dot] = len(dots)
             dots.append(dot)
@@ -104,7 +96,7 @@ def _figure_svg(dynamics: Mapping[str, Any], title: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         (path,) = plot_timeline(dynamics, Path(tmp) / "timeline", formats=("svg",), title=title)
         svg = path.read_text(encoding="utf-8")
-    svg = _clean_svg(svg)
+    svg = clean_svg(svg)
     # matplotlib writes width/height in pt; let CSS size it
     return svg
 
@@ -156,10 +148,10 @@ def _step_range(first, last, n, total) -> str:
 def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[tuple[str, str]]:
     ck = dyn["checkpoints"]
     final = dyn.get("final") or {}
-    rows = [("status", _fmt(manifest.get("status"))), ("checkpoints", f"{len(ck)} (steps {ck[0]['step']:,}–{ck[-1]['step']:,})"),
-            ("merger, ε, probe depth", f"{_fmt(dyn.get('merger'))}, {_fmt(dyn.get('epsilon'))}, {_fmt(dyn.get('depth'))}"),
-            ("peak merged states", _fmt(max(c["n_states"] for c in ck))),
-            ("finite from step", _fmt(dyn.get("finite_from_step")))]
+    rows = [("status", fmt(manifest.get("status"))), ("checkpoints", f"{len(ck)} (steps {ck[0]['step']:,}–{ck[-1]['step']:,})"),
+            ("merger, ε, probe depth", f"{fmt(dyn.get('merger'))}, {fmt(dyn.get('epsilon'))}, {fmt(dyn.get('depth'))}"),
+            ("peak merged states", fmt(max(c["n_states"] for c in ck))),
+            ("finite from step", fmt(dyn.get("finite_from_step")))]
     lengths = sorted({k for c in ck for k in (c.get("acc_by_length") or {})}, key=int)
     generalises = None
     for i in range(len(ck) - 1, -1, -1):  # first step from which every measured accuracy is 1
@@ -169,24 +161,24 @@ def _summary_rows(manifest: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[t
         generalises = ck[i]["step"]
     if lengths:
         rows.append((f"100% accuracy on every length measured ({', '.join(lengths)}; longer ones less often) from step",
-                     _fmt(generalises)))
-    rows.append(("final machine", f"{_fmt(ck[-1]['n_states'])} merged states, {_fmt(ck[-1]['n_states_min'])} minimised, "
+                     fmt(generalises)))
+    rows.append(("final machine", f"{fmt(ck[-1]['n_states'])} merged states, {fmt(ck[-1]['n_states_min'])} minimised, "
                  f"{'finite' if ck[-1]['finite'] else 'not finite'}"))
     robust = final.get("robust")
     if robust:
-        rows.append(("final ε-free machine", f"{_fmt(robust['n_states'])} states, agrees with the network on "
-                     f"{_fmt(robust['agreement'], 5)} of checked positions ({_fmt(robust['rounds'])} refinement rounds)"))
+        rows.append(("final ε-free machine", f"{fmt(robust['n_states'])} states, agrees with the network on "
+                     f"{fmt(robust['agreement'], 5)} of checked positions ({fmt(robust['rounds'])} refinement rounds)"))
     if "equivalent_to_truth" in final:
         witness = final.get("counterexample")
         which = "ε-free machine" if final.get("machine") == "robust" else "machine"
         rows.append((f"final {which} equivalent to the task's machine",
-                     _fmt(final["equivalent_to_truth"]) + (f" (truth: {_fmt(final.get('truth_states'))} states)")
+                     fmt(final["equivalent_to_truth"]) + (f" (truth: {fmt(final.get('truth_states'))} states)")
                      + ("" if witness is None else f"; shortest counterexample {html.escape(repr(witness))}")))
     eps = final.get("epsilon_rule")
     if robust and eps:
         witness = eps.get("counterexample")
         rows.append(("final ε-rule machine equivalent to the task's machine",
-                     f"{_fmt(eps['equivalent_to_truth'])} ({_fmt(eps['n_states_min'])} minimised states)"
+                     f"{fmt(eps['equivalent_to_truth'])} ({fmt(eps['n_states_min'])} minimised states)"
                      + ("" if witness is None else f"; shortest counterexample {html.escape(repr(witness))}")))
     v = dyn.get("verdicts")
     if v:
@@ -211,12 +203,12 @@ def _table_html(dyn: Mapping[str, Any]) -> str:
     for i, c in enumerate(ck):
         acc = c.get("acc_by_length") or {}
         merges = sum(len(e["from"]) - 1 for e in (c.get("merged") or []))
-        cells = [str(i), f"{c['step']:,}", _fmt(c.get("epoch"), 4), _phase_of(c["step"], phases),
-                 _fmt(c["n_states"]), _fmt(c["n_states_min"]), _fmt(c["finite"]), _fmt(merges)]
+        cells = [str(i), f"{c['step']:,}", fmt(c.get("epoch"), 4), _phase_of(c["step"], phases),
+                 fmt(c["n_states"]), fmt(c["n_states_min"]), fmt(c["finite"]), fmt(merges)]
         if with_robust:
             r = c.get("robust") or {}
-            cells += [_fmt(r.get("n_states")), _fmt(r.get("agreement"), 5), _fmt(r.get("equivalent_to_truth"))]
-        cells += [_fmt(c.get("train_loss")), _fmt(c.get("val_loss"))] + [_fmt(acc.get(k)) for k in lengths]
+            cells += [fmt(r.get("n_states")), fmt(r.get("agreement"), 5), fmt(r.get("equivalent_to_truth"))]
+        cells += [fmt(c.get("train_loss")), fmt(c.get("val_loss"))] + [fmt(acc.get(k)) for k in lengths]
         cls = "finite" if c["finite"] else "open"
         rows.append(f'<tr class="{cls}" data-index="{i}">' + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     return '<table id="ckpt-table">' + "".join(rows) + "</table>"
@@ -229,47 +221,15 @@ def _phase_bar(dyn: Mapping[str, Any]) -> str:
     if n < 2:
         return ""
     steps = [c["step"] for c in ck]
-    colours = {"initial": "#bdbdbd", "tree": "#fdae6b", "merging": "#9ecae1", "finite": "#a1d99b"}
     parts = []
     for phase in dyn.get("phases") or []:
         first = next((i for i, s in enumerate(steps) if s >= phase["start_step"]), n - 1)
         last = max((i for i, s in enumerate(steps) if s <= phase["end_step"]), default=first)
         left, width = 100 * first / n, 100 * (last - first + 1) / n  # one slot per checkpoint
         parts.append(f'<span title="{html.escape(phase["name"])}" style="left:{left:.2f}%;width:{width:.2f}%;'
-                     f'background:{colours.get(phase["name"], "#eee")}">{html.escape(phase["name"])}</span>')
+                     f'background:{PHASE_COLOURS.get(phase["name"], "#eee")}">{html.escape(phase["name"])}</span>')
     return '<div class="phasebar">' + "".join(parts) + "</div>"
 
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
-main{max-width:1150px;margin:0 auto;padding:1rem 1.5rem 3rem}
-h1{font-size:1.5rem;margin:.6rem 0 .2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-.sub{color:#666;margin:0 0 1rem}
-table.summary td{padding:.15rem .8rem .15rem 0;vertical-align:top} table.summary td:first-child{color:#555}
-pre{background:#f0f0f0;padding:.7rem;overflow:auto;font-size:.8rem;max-height:22rem}
-details summary{cursor:pointer;color:#345}
-.figure svg,.figure img{width:100%;height:auto;background:#fff}
-.viewer{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8rem}
-.controls{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap}
-.controls input[type=range]{flex:1;min-width:240px}
-.controls button{font-size:1rem;padding:.15rem .6rem}
-.phasebar{position:relative;height:1.1rem;margin:.3rem 0 .5rem;font-size:.7rem}
-.phasebar span{position:absolute;top:0;height:100%;overflow:hidden;text-align:center;color:#333;border-radius:2px}
-#ckpt-info{font-size:.9rem;margin:.4rem 0;min-height:2.6rem}
-#ckpt-info b{font-variant-numeric:tabular-nums}
-#ckpt-note{color:#a0522d;font-size:.85rem}
-#machine-view{min-height:8rem;max-height:62vh;display:flex;justify-content:center;align-items:center;overflow:auto;background:#fff}
-#machine-view svg{flex:none}
-#machine-view.actual{display:block;max-height:80vh}
-.drawing{display:inline-block;vertical-align:top;margin:0 1rem 1rem 0;max-width:100%}
-.drawing svg{max-width:100%;height:auto}
-#ckpt-table{border-collapse:collapse;font-size:.78rem;font-variant-numeric:tabular-nums;width:100%}
-#ckpt-table th,#ckpt-table td{padding:.12rem .45rem;text-align:right;border-bottom:1px solid #eee}
-#ckpt-table th{position:sticky;top:0;background:#f3f3f3}
-#ckpt-table tr.finite td:nth-child(7){color:#2a7a2a} #ckpt-table tr.open td:nth-child(7){color:#b03a2e}
-#ckpt-table tr.current td{background:#fff3c4} #ckpt-table tr[data-index]{cursor:pointer}
-.tablewrap{max-height:28rem;overflow:auto;border:1px solid #ddd}
-"""
 
 _JS = """
 (function () {
@@ -386,9 +346,9 @@ def write_report(run_dir: str | Path, *, max_states: int = REPORT_MAX_STATES, pr
     CheckpointError
         If the run directory or its dynamics.json is missing or not ours.
     """
-    run = _run(run_dir)
+    run = open_run(run_dir)
     manifest = run.read_manifest()
-    dyn = _read_dynamics(run.root)
+    dyn = read_dynamics(run.root)
     ck = dyn["checkpoints"]
     name = manifest.get("name") or run.root.name
     study_text = run.study_path.read_text(encoding="utf-8") if run.study_path.is_file() else "(no study.toml)"
@@ -414,11 +374,11 @@ def write_report(run_dir: str | Path, *, max_states: int = REPORT_MAX_STATES, pr
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(name)} · rnnautomata report</title>
 <link rel="icon" href="data:,">
-<style>{_CSS}</style></head>
+<style>{CSS}</style></head>
 <body><main>
 <h1>{html.escape(name)}</h1>
-<p class="sub">rnnautomata {html.escape(__version__)} report · run written by version {_fmt(manifest.get('package_version'))} ·
-task {_fmt(dyn.get('task'))}</p>
+<p class="sub">rnnautomata {html.escape(__version__)} report · run written by version {fmt(manifest.get('package_version'))} ·
+task {fmt(dyn.get('task'))}</p>
 <table class="summary">{summary}</table>
 <details><summary>Study settings (study.toml)</summary><pre>{html.escape(study_text)}</pre></details>
 

@@ -179,7 +179,7 @@ def test_a_300_state_machine_draws_as_svg_with_the_scalable_layout(tmp_path):
     machine = random_connected(300)
     assert machine.minimize().n_states > 200  # so the default max_states draws it unlabelled
     for max_states in (1000, render.DEFAULT_MAX_STATES):  # labelled, and as points
-        drawn, _, _ = render._choose_drawn(machine, max_states)
+        drawn, _, _ = render.choose_drawn(machine, max_states)
         assert render.layout_engine(drawn) == "sfdp"
         paths = render.draw_machine(machine, tmp_path / f"big_{max_states}", formats=("svg",),
                                     max_states=max_states)
@@ -201,8 +201,8 @@ def test_draw_machine_writes_valid_svg_and_png(tmp_path):
 
 
 def test_missing_graphviz_writes_dot_and_one_notice(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(render, "graphviz_binary", lambda: None)
-    monkeypatch.setattr(render, "_notice_given", False)
+    monkeypatch.setattr(render.graphviz, "graphviz_binary", lambda: None)
+    monkeypatch.setattr(render.graphviz, "_notice_given", False)
     first = render.draw_machine(parity(), tmp_path / "a")
     second = render.draw_machine(full_tree(2), tmp_path / "b")
     assert first == [tmp_path / "a.dot"] and second == [tmp_path / "b.dot"]
@@ -319,3 +319,48 @@ def test_written_files_get_the_usual_permissions_and_no_temporary_files_stay(tmp
     for path in [tmp_path / "m.json", *written, *fig_paths]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path  # mkstemp's 0600 would hide them from others
     assert not [p for p in (tmp_path / "fig").iterdir() if p.name.startswith(".")]  # temporaries renamed or gone
+
+
+def test_the_package_re_exports_every_public_name_of_its_modules():
+    """``from rnnautomata.render import X`` keeps working for every name the modules export, and
+    each name is the module's own object (not a copy that a monkeypatch would miss)."""
+    import importlib
+
+    for name in ("layout", "dot", "graphviz", "figures", "run"):
+        module = importlib.import_module(f"rnnautomata.render.{name}")
+        for public in module.__all__:
+            assert public in render.__all__, f"render.{name}.{public} is not re-exported"
+            assert getattr(render, public) is getattr(module, public), public
+    assert all(hasattr(render, public) for public in render.__all__)
+
+
+def test_save_figure_writes_the_same_bytes_twice_and_the_svg_undated(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    first = render.save_figure(fig, tmp_path / "a" / "f", ("svg", "png"))
+    second = render.save_figure(fig, tmp_path / "b" / "f", ("svg", "png"))
+    assert [p.name for p in first] == ["f.svg", "f.png"]
+    svg = first[0].read_text()
+    assert "<dc:date>" not in svg
+    assert first[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # matplotlib's SVG ids are random unless svg.hashsalt is set; with it, the same figure is the same file
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "test"}):
+        a = render.save_figure(fig, tmp_path / "c" / "f", ("svg",))[0].read_bytes()
+        b = render.save_figure(fig, tmp_path / "d" / "f", ("svg",))[0].read_bytes()
+    assert a == b
+    assert first[1].read_bytes() == second[1].read_bytes()
+
+
+def test_one_phase_palette_colours_every_phase_the_timeline_and_the_report_show():
+    from rnnautomata import report
+    from rnnautomata.dynamics import phases
+
+    assert report.PHASE_COLOURS is render.PHASE_COLOURS
+    # a run that starts finite, grows a tree, merges and closes has all four phases
+    found = phases([0, 1, 2, 3, 4, 5], [1, 4, 9, 5, 2, 2], [True, False, False, False, True, True])
+    assert [p["name"] for p in found] == ["initial", "tree", "merging", "finite"]
+    assert {p["name"] for p in found} <= set(render.PHASE_COLOURS)

@@ -99,8 +99,8 @@ def test_each_checkpoint_drawing_is_sized_to_its_own_machine(tmp_path):
 
 
 def test_report_without_graphviz_still_writes(tmp_path, monkeypatch):
-    monkeypatch.setattr(render, "graphviz_binary", lambda: None)
-    monkeypatch.setattr(render, "_notice_given", False)
+    monkeypatch.setattr(render.graphviz, "graphviz_binary", lambda: None)
+    monkeypatch.setattr(render.graphviz, "_notice_given", False)
     run = write_synthetic_run(tmp_path / "run", n_checkpoints=8, depth=3)
     text = write_report(run, progress=False).read_text(encoding="utf-8")
     assert all(f.startswith('<pre class="dot">') for f in drawings(text))
