@@ -20,6 +20,7 @@ apart.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps before measuring the transient-ridge model")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--draws", type=int, help="draws per chain in both cases (default: the study's, 500 for the linear model)")
+    parser.add_argument("--burn-in", type=int, help="burn-in steps per chain in both cases (default: the study's, 50)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -125,10 +128,17 @@ def main() -> None:
         raise SystemExit(f"devinterp is not installed: {SLT_EXTRA}")
     from importlib.metadata import version
     print(f"devinterp {version('devinterp')}: import {time.perf_counter() - start:.1f} s (once per process)")
+    def sized(sampler: SGLD) -> SGLD:
+        return dataclasses.replace(sampler, draws=args.draws or sampler.draws,
+                                   burn_in=sampler.burn_in if args.burn_in is None else args.burn_in)
+
     model, loss_fn, data, sampler = transient_ridge_case(args.steps)
+    sampler = sized(sampler)
     compare(f"transient_ridge_small, M = 16, after {args.steps} Adam steps", model, loss_fn, data, sampler,
             args.repeats)
     model, loss_fn, data, sampler, exact = regression_case()
+    sampler = sized(sampler)
+    exact = exact if sampler == regression_case()[3] else None   # the closed form is for the default chain
     compare("linear regression, d = 16 (λ = d/2 = 8)", model, loss_fn, data, sampler, args.repeats, exact)
 
 

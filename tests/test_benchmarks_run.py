@@ -14,6 +14,7 @@ SMOKE = {
     "bench_study.py": ["--set", "train.epochs=2", "--set", "probe.depth=4", "--no-render", "--threads", "1"],
     "bench_extract.py": ["--depth", "8", "--sklearn-points", "300"],
     "bench_minimize.py": ["--depths", "6", "--baseline-depths", "6", "--repeats", "1", "--baseline-timeout", "20"],
+    "bench_llc.py": ["--steps", "2", "--repeats", "1", "--draws", "3", "--burn-in", "1"],
     "bench_icl.py": ["--steps", "20", "--batch", "50"],
     "bench_robust.py": ["--machines", "1", "--archs", "gru", "--seeds", "0", "--epochs", "2", "--no-lstar",
                         "--recipe", "zoo", "--work", "{tmp}"],

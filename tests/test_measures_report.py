@@ -260,8 +260,8 @@ def test_metric_rows_are_thinned_evenly_keeping_first_and_last():
 def test_the_automata_report_is_still_the_automata_page(tmp_path):
     """`rnnautomata report` on an automata run still writes report.py's page, byte for byte."""
     import matplotlib
-
     from fixtures_run import write_synthetic_run
+
     from rnnautomata.report import write_report
 
     run = write_synthetic_run(tmp_path / "run", n_checkpoints=6, depth=3)

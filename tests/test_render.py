@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-
 from fixtures_run import synthetic_dynamics, write_synthetic_run
+
 from rnnautomata import render
 from rnnautomata.automata import Machine
 from rnnautomata.errors import CheckpointError

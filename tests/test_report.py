@@ -9,8 +9,8 @@ import json
 import re
 
 import pytest
-
 from fixtures_run import write_synthetic_run
+
 from rnnautomata import render
 from rnnautomata.errors import CheckpointError
 from rnnautomata.report import write_report
@@ -114,10 +114,11 @@ def test_report_needs_dynamics(tmp_path):
 
 
 def test_report_states_the_verdicts_across_checkpoints(tmp_path):
-    from conftest import tiny_raw
     from rnnautomata.config import study_from_dict
     from rnnautomata.dynamics import track
     from rnnautomata.train import train
+
+    from conftest import tiny_raw
 
     run = tmp_path / "run"
     train(study_from_dict(tiny_raw()), run, progress=False)

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from fixtures_run import write_synthetic_run
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -95,11 +94,12 @@ def test_report_slider_changes_drawing_without_console_errors(tmp_path):
 @pytest.mark.browser
 def test_seeds_report_sorts_by_a_column_without_console_errors(tmp_path):
     """The many-seed report: clicking "peak states" sorts the rows by it, both ways."""
-    from conftest import tiny_raw
     from rnnautomata.aggregate import aggregate_seeds
     from rnnautomata.batched import train_seeds
     from rnnautomata.config import study_from_dict
     from rnnautomata.seeds_report import write_seeds_report
+
+    from conftest import tiny_raw
 
     out = tmp_path / "seeds"
     train_seeds(study_from_dict(tiny_raw(seeds=[0, 1, 2, 3], task={"test_lengths": [20]})), out, progress=False)

@@ -21,8 +21,13 @@ from rnnautomata.errors import ConfigError
 from rnnautomata.icl.trajectory_pca import TrajectoryPCA
 from rnnautomata.models.icl_transformer import RegressionTransformer, build_regression_transformer, interleave
 from rnnautomata.studies import get_kind
-from rnnautomata.studies.transient_ridge import (fixed_batches, load_transient_ridge, pca_of_runs, study_toml,
-                                                 summarise_run)
+from rnnautomata.studies.transient_ridge import (
+    fixed_batches,
+    load_transient_ridge,
+    pca_of_runs,
+    study_toml,
+    summarise_run,
+)
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 from rnnautomata.studies import get_kind
-from rnnautomata.studies.transient_ridge import (PHASE_KEYS, SWEEP_MEASURES, summarise_run, sweep_figure,
-                                                 sweep_phase_figure, sweep_points)
+from rnnautomata.studies.transient_ridge import (
+    PHASE_KEYS,
+    SWEEP_MEASURES,
+    summarise_run,
+    sweep_figure,
+    sweep_phase_figure,
+    sweep_points,
+)
 from rnnautomata.sweep import summary_spread
 
 if sys.version_info >= (3, 11):

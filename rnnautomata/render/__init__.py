@@ -41,13 +41,7 @@ from rnnautomata.render.dot import (
     output_colour,
     styled_dot,
 )
-from rnnautomata.render.figures import (
-    PHASE_COLOURS,
-    image_grid,
-    plot_timeline,
-    plot_timeline_seeds,
-    save_figure,
-)
+from rnnautomata.render.figures import PHASE_COLOURS, image_grid, plot_timeline, plot_timeline_seeds, save_figure
 from rnnautomata.render.graphviz import (
     GRAPHVIZ_TIMEOUT_S,
     clean_svg,
@@ -56,14 +50,7 @@ from rnnautomata.render.graphviz import (
     graphviz_binary,
     write_dot_outputs,
 )
-from rnnautomata.render.layout import (
-    NODE_SEP,
-    PINNED_MAX_GAP,
-    RANK_SEP,
-    access_strings,
-    is_tree,
-    stable_positions,
-)
+from rnnautomata.render.layout import NODE_SEP, PINNED_MAX_GAP, RANK_SEP, access_strings, is_tree, stable_positions
 from rnnautomata.render.run import (
     draw_merge_snapshots,
     load_run_machine,

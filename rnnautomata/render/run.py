@@ -74,9 +74,7 @@ def read_dynamics(run_dir: str | Path) -> dict:
     CheckpointError
         If the file is missing or not a current ``rnnautomata.dynamics/1`` dict.
     """
-    from rnnautomata.dynamics import (
-        read_dynamics as read,  # imported here: rendering needs no torch
-    )
+    from rnnautomata.dynamics import read_dynamics as read  # imported here: rendering needs no torch
 
     return read(run_dir)
 

@@ -520,7 +520,6 @@ def pca_of_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, n_compone
 def render_run(run_dir: Path) -> list[Path]:
     """figures/transient_ridge.{png,svg}: losses, distances to the baselines, loss/ood, LLC."""
     from rnnautomata import plotting
-
     from rnnautomata.icl import figures
     from rnnautomata.runs import RunDir
 
@@ -627,7 +626,6 @@ def sweep_phase_figure(points: Mapping[str, Any]):
     the final distances, the step of the OOD-loss minimum and the final LLC: each seed a faint dot,
     the median over seeds a marker (joined across finite M), its quartiles a bar and min–max a thin bar."""
     from rnnautomata import plotting
-
     from rnnautomata.runs import RunDir
 
     fig, axes = plotting.subplots(2, 3, figsize=(15, 8))
