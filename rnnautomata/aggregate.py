@@ -35,6 +35,7 @@ state counts and of the losses against the training step (drawn by
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -81,12 +82,12 @@ def _current_dynamics(run: RunDir) -> dict | None:
     return None
 
 
-def _track_quietly(run_dir: str) -> dict:
-    """track() with no progress bars (an engine's job: many run at once)."""
-    return track(run_dir, progress=False)
+def _track_quietly(run_dir: str, device: str | None = None) -> dict:
+    """track() with no progress bars (an engine's job: many run at once), on ``device`` (default cpu)."""
+    return track(run_dir, device=device or "cpu", progress=False)
 
 
-def _track_all(runs: list[RunDir], progress: bool, engine: Engine) -> list[dict]:
+def _track_all(runs: list[RunDir], progress: bool, engine: Engine, device: str | None = None) -> list[dict]:
     """Every run's dynamics: read where up to date, else tracked by ``engine``, many seeds at once."""
     dyns: list[dict | None] = [_current_dynamics(run) for run in runs]
     todo = [k for k, d in enumerate(dyns) if d is None]
@@ -101,7 +102,9 @@ def _track_all(runs: list[RunDir], progress: bool, engine: Engine) -> list[dict]
                    file=sys.stderr, dynamic_ncols=True)
     try:
         # closing(): an error raised here stops the engine's other jobs at once, not at garbage collection
-        with contextlib.closing(engine.map(_track_quietly, [str(runs[k].root) for k in todo])) as results:
+        # absolute paths: a Ray worker need not share this process's working directory
+        job = functools.partial(_track_quietly, device=device)
+        with contextlib.closing(engine.map(job, [str(runs[k].root.absolute()) for k in todo])) as results:
             for i, dyn, error in results:
                 if error is not None:
                     raise error  # a worker's RnnAutomataError, re-raised here
@@ -131,7 +134,7 @@ def _verdict_summary(final: list[dict]) -> dict | None:
 
 
 def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None = None,
-                    engine: Engine | None = None) -> dict:
+                    engine: Engine | None = None, device: str | None = None) -> dict:
     """Track every seed run of a multi-seed folder and summarise the spread across seeds.
 
     Parameters
@@ -143,6 +146,7 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
         already covers every checkpoint are read, not tracked again.
     engine : where the seeds are tracked (:mod:`rnnautomata.engines`, e.g. a ``RayEngine``);
         overrides ``jobs``.
+    device : where each seed is tracked (default cpu; ``cuda`` with a Ray engine's GPU shares).
 
     Returns
     -------
@@ -164,7 +168,7 @@ def aggregate_seeds(out_dir: str | Path, progress: bool = True, jobs: int | None
     for seed, run in zip(seeds, runs):
         if not run.steps():
             raise CheckpointError(f"{run.root} (seed {seed}) has no checkpoints; rerun `rnnautomata run` to train it")
-    dyns = _track_all(runs, progress, engine if engine is not None else LocalEngine(jobs))
+    dyns = _track_all(runs, progress, engine if engine is not None else LocalEngine(jobs), device)
 
     by_step: dict[int, list[dict]] = {}
     for dyn in dyns:

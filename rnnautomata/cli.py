@@ -41,10 +41,39 @@ def _accepted(method, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in params}
 
 
+def _engine_options(method, options: dict, engine, what: str) -> dict:
+    """``options`` plus ``engine`` (from :func:`_engine`) where the kind's ``method`` names an
+    ``engine`` parameter (it dispatches per-seed jobs); a one-line error for ``--engine ray`` where
+    it does not (``what``: the study or run, for the message)."""
+    import inspect
+
+    from rnnautomata.engines import no_jobs_to_spread
+
+    if "engine" in inspect.signature(method).parameters:
+        return {**options, "engine": engine}
+    if engine.name != "local":
+        raise no_jobs_to_spread(what)
+    return options
+
+
+def _engine(args):
+    """The engine of ``--engine/--jobs/--address/--gpus-per-run``, checked before anything starts
+    (``--address`` or ``--gpus-per-run`` without ``--engine ray``, Ray not installed: one-line errors)."""
+    from rnnautomata.engines import make_engine
+
+    return make_engine(args.engine, jobs=args.jobs, address=args.address, gpus_per_run=args.gpus_per_run or 0)
+
+
+def _engine_device(args) -> str | None:
+    """``--device``, or cuda when ``--gpus-per-run`` shares GPUs and no device is named (as in sweep)."""
+    return args.device or ("cuda" if args.gpus_per_run else None)
+
+
 def cmd_run(args) -> int:
     from rnnautomata.config import apply_overrides, check_study_name, read_toml
     from rnnautomata.studies import find_study, get_kind, kind_of, resolve_relative_paths
 
+    engine = _engine(args)
     study_file = find_study(args.study)
     raw = apply_overrides(resolve_relative_paths(read_toml(study_file), study_file), args.set or [])
     raw.pop("sweep", None)  # a sweep's study file runs as its one base study
@@ -55,15 +84,15 @@ def cmd_run(args) -> int:
     _check_out(out)
     kind = get_kind(kind_of(raw, study_file))
     options = _accepted(kind.run, {"jobs": args.jobs} if args.jobs else {})
-    summary = kind.run(kind.load(raw), out, device=args.device, progress=not args.quiet, render=not args.no_render,
-                       **options)
+    options = _engine_options(kind.run, options, engine, f"a {kind.name!r} study")
+    summary = kind.run(kind.load(raw), out, device=_engine_device(args), progress=not args.quiet,
+                       render=not args.no_render, **options)
     kind.show_run(summary, out)
     return 0
 
 
 def cmd_sweep(args) -> int:
     from rnnautomata.config import apply_overrides, check_study_name, read_toml
-    from rnnautomata.engines import make_engine
     from rnnautomata.studies import find_study, resolve_relative_paths
     from rnnautomata.sweep import parse_grid, parse_seeds, plan_sweep, run_sweep, sweep_table
 
@@ -82,9 +111,7 @@ def cmd_sweep(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / raw["name"]
     args.out_dir = out
     _check_out(out)
-    engine = make_engine(args.engine, jobs=args.jobs, address=args.address, gpus_per_run=args.gpus_per_run or 0)
-    device = args.device or ("cuda" if args.gpus_per_run else None)
-    sweep = run_sweep(raw, grid, seeds, out, engine=engine, device=device, render=not args.no_render,
+    sweep = run_sweep(raw, grid, seeds, out, engine=_engine(args), device=_engine_device(args), render=not args.no_render,
                       progress=not args.quiet)
     from rnnautomata.sweep import summary_table
 
@@ -148,11 +175,14 @@ def cmd_extract(args) -> int:
 def cmd_track(args) -> int:
     from rnnautomata.studies import run_kind
 
+    engine = _engine(args)
     kind = run_kind(args.run)
     given = {"merger": args.merger, "epsilon_scale": args.epsilon_scale, "nerode": args.nerode or None,
              "robust": False if args.no_robust else None, "out_dir": args.out, "jobs": args.jobs}
     options = _accepted(kind.track, {k: v for k, v in given.items() if v is not None})
-    result = kind.track(Path(args.run), device=args.device, progress=not args.quiet, **options)
+    options = _engine_options(kind.track, options, engine, f"{args.run} (one {kind.name!r} run)")
+    result = kind.track(Path(args.run), device=_engine_device(args), progress=not args.quiet, **options)
+    options.pop("engine", None)
     kind.show_track(result, Path(args.run), as_json=args.json, **options)
     return 0
 
@@ -240,7 +270,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
-_JOBS_HELP = "many-seed folders: seeds tracked at once, one process each (default: the number of CPUs)"
+def _add_engine_options(p: argparse.ArgumentParser, job: str, jobs_help: str) -> None:
+    """The engine flags, one definition for ``sweep`` (a ``job`` is a run) and ``run | track`` (a
+    ``job`` is one seed's tracking): :func:`rnnautomata.engines.make_engine` reads them."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): processes on this machine; ray: Ray tasks (pip install 'rnnautomata[ray]')")
+    p.add_argument("--address", help="--engine ray: join the Ray cluster at this address (default: start a local Ray)")
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help=jobs_help)
+    p.add_argument("--gpus-per-run", type=float, metavar="F",
+                   help=f"--engine ray: GPUs per {job}, e.g. 0.25 puts four {job}s on a GPU (each capped to its share of "
+                        "memory; --device defaults to cuda)")
+
+
+_JOBS_HELP = ("many-seed folders: seeds tracked at once, one process each (default: the number of CPUs; "
+              "--engine ray: the local Ray's CPUs)")
+_SEED_JOB = "seed"  # run | track: a job is one seed's tracking
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")
     p.add_argument("--no-render", action="store_true", help="skip drawings and the HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--jobs", type=_positive_int, metavar="N", help=_JOBS_HELP)
+    _add_engine_options(p, _SEED_JOB, _JOBS_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="a grid of study fields × seeds: every run, then the phase diagram")
@@ -269,12 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a study field and its values, e.g. model.init_gain=0.1,0.3,1.0 (repeat for more axes; "
                         "replaces the file's [sweep.grid])")
     p.add_argument("--seeds", metavar="SEEDS", help="every grid point's seeds: 0-15, 0,3,7 or 0-3,8")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (default): processes on this machine; ray: Ray tasks (pip install 'rnnautomata[ray]')")
-    p.add_argument("--address", help="--engine ray: join the Ray cluster at this address (default: start a local Ray)")
-    p.add_argument("--jobs", type=_positive_int, metavar="N", help="runs at once (default: the number of CPUs)")
-    p.add_argument("--gpus-per-run", type=float, metavar="F",
-                   help="--engine ray: GPUs per run, e.g. 0.25 for four runs a GPU (each capped to its share of memory)")
+    _add_engine_options(p, "run", "runs at once (default: the number of CPUs; --engine ray: the local Ray's CPUs)")
     p.add_argument("--out", help="sweep directory (default runs/<study name>); rerunning into it finishes the sweep")
     p.add_argument("--device", help="every run's device: cpu (default), cuda, cuda:N")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base study")
@@ -297,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--merger", choices=tuple(MERGERS), help="override the study's merger")
     p.add_argument("--epsilon-scale", type=float, help="override extract.epsilon_scale")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="cpu (default; cuda with --gpus-per-run), cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="print the whole dynamics JSON")
     p.add_argument("--nerode", action="store_true",
                    help="also measure merge precision/recall against the task's Nerode classes at every checkpoint")
@@ -306,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="write dynamics.json and automata/ into DIR instead of the run folder (nothing there is overwritten)")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--jobs", type=_positive_int, metavar="N", help=_JOBS_HELP)
+    _add_engine_options(p, _SEED_JOB, _JOBS_HELP)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("render", help="draw machines and the merge timeline into RUN/figures")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rnnautomata.errors import ConfigError
 
-__all__ = ["Engine", "LocalEngine", "RayEngine", "make_engine", "ENGINES", "RAY_EXTRA"]
+__all__ = ["Engine", "LocalEngine", "RayEngine", "make_engine", "no_jobs_to_spread", "ENGINES", "RAY_EXTRA"]
 
 ENGINES = ("local", "ray")
 RAY_EXTRA = "pip install 'rnnautomata[ray]'"
@@ -232,3 +232,17 @@ def make_engine(name: str = "local", jobs: int | None = None, address: str | Non
             raise ConfigError("--gpus-per-run shares GPUs between Ray tasks; add --engine ray")
         return LocalEngine(jobs)
     return RayEngine(address=address, jobs=jobs, num_gpus=gpus_per_run)
+
+
+def no_jobs_to_spread(what: str) -> ConfigError:
+    """The one-line error for ``--engine ray`` given to a command whose ``what`` (a study, a run
+    folder) dispatches no per-seed jobs: nothing would go to Ray, so it is refused, not ignored.
+
+    Examples
+    --------
+    >>> str(no_jobs_to_spread("runs/x (one 'automata' run)")).startswith("--engine ray spreads")
+    True
+    """
+    return ConfigError(f"--engine ray spreads the seeds of a many-seed folder (a study with seeds = [...]) "
+                       f"as jobs, and {what} has none; drop --engine ray, or spread a grid's runs with "
+                       "`rnnautomata sweep --engine ray`")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rnnautomata.engines import Engine, no_jobs_to_spread
 from rnnautomata.errors import CheckpointError
 from rnnautomata.studies.base import StudyKind
 
@@ -31,17 +32,27 @@ class AutomataKind(StudyKind):
         return study_from_dict(raw)
 
     def run(self, study, out: Path, *, device: str | None = None, progress: bool = True, render: bool = True,
-            **options) -> dict:
+            engine: Engine | None = None, **options) -> dict:
         """Train, track and (``render``) draw and report; with ``study.seeds``, every seed as one
-        batched model into ``out/seed_XXXX`` (:class:`SeedsKind`). A large study gets a warning first."""
+        batched model into ``out/seed_XXXX``, tracked as jobs on ``engine`` (:class:`SeedsKind`).
+        A large study gets a warning first.
+
+        Raises
+        ------
+        ConfigError if ``engine`` is not local and the study has no ``seeds`` (one network: no jobs
+        to spread), before anything is trained.
+        """
         from rnnautomata.data import make_task
         from rnnautomata.train import size_warning
 
+        if study.seeds is None and engine is not None and engine.name != "local":
+            raise no_jobs_to_spread(f"study {study.name!r} (one network: it sets no seeds)")
         warning = size_warning(study, make_task(study.task).n_symbols)
         if warning is not None:
             print(f"warning: {warning}", file=sys.stderr)
         if study.seeds is not None:
-            return SeedsKind().run(study, out, device=device, progress=progress, render=render, **options)
+            return SeedsKind().run(study, out, device=device, progress=progress, render=render, engine=engine,
+                                   **options)
         from rnnautomata.dynamics import track
         from rnnautomata.train import train
 
@@ -116,14 +127,20 @@ class SeedsKind(StudyKind):
         return AutomataKind().load(raw)
 
     def run(self, study, out: Path, *, device: str | None = None, progress: bool = True, render: bool = True,
-            jobs: int | None = None, **options) -> dict:
-        """Train every seed as one batched model, track each (``jobs`` processes), and (``render``)
-        write the seeds' report."""
+            jobs: int | None = None, engine: Engine | None = None, **options) -> dict:
+        """Train every seed as one batched model (in this process), track each seed as a job on
+        ``engine`` (default ``LocalEngine(jobs)``), and (``render``) write the seeds' report.
+
+        The engine connects before training starts, so a Ray ``--address`` that does not answer
+        fails before anything is written."""
         from rnnautomata.aggregate import aggregate_seeds
+        from rnnautomata.engines import LocalEngine
         from rnnautomata.seeds import train_seeds
 
-        train_seeds(study, out, device=device, progress=progress)
-        agg = aggregate_seeds(out, progress=progress, jobs=jobs)
+        engine = engine if engine is not None else LocalEngine(jobs)
+        with engine:
+            train_seeds(study, out, device=device, progress=progress)
+            agg = aggregate_seeds(out, progress=progress, engine=engine, device=device)
         report = None
         if render:
             from rnnautomata.seeds_report import write_seeds_report
@@ -132,11 +149,12 @@ class SeedsKind(StudyKind):
         return {"kind": self.name, "run_dir": str(out), "aggregate": agg, "report": report}
 
     def track(self, run_dir: Path, *, device: str | None = None, progress: bool = True, jobs: int | None = None,
-              **options) -> dict:
-        """:func:`rnnautomata.aggregate.aggregate_seeds`: every seed tracked, the spread across seeds."""
+              engine: Engine | None = None, **options) -> dict:
+        """:func:`rnnautomata.aggregate.aggregate_seeds`: every seed tracked (a job each on ``engine``,
+        default ``LocalEngine(jobs)``; seeds already tracked are read), the spread across seeds."""
         from rnnautomata.aggregate import aggregate_seeds
 
-        return aggregate_seeds(Path(run_dir), progress=progress, jobs=jobs)
+        return aggregate_seeds(Path(run_dir), progress=progress, jobs=jobs, engine=engine, device=device)
 
     def render(self, run_dir: Path, steps: Sequence[int | str] | None = None) -> list[Path]:
         from rnnautomata.aggregate import aggregate_seeds
