@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train a study, extract automata at every checkpoint, render and report")
     p.add_argument("study", help="a study TOML file, or a shipped study's name (e.g. tomita3; `rnnautomata tasks` lists them)")
     p.add_argument("--out", help="run directory (default runs/<study name>); an existing run of the same study resumes")
-    p.add_argument("--device", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--device", help="cpu (default; cuda with --gpus-per-run), cuda, cuda:N")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field, e.g. train.lr=0.05")
     p.add_argument("--no-render", action="store_true", help="skip drawings and the HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

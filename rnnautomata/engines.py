@@ -1,9 +1,11 @@
 """Engines: where independent jobs (one seed's tracking, one sweep run) execute.
 
 One parallel mechanism for the whole package: :func:`rnnautomata.aggregate.aggregate_seeds`
-tracks many seeds and :func:`rnnautomata.sweep.run_sweep` trains many runs through the same
-:class:`Engine`, whose one method :meth:`Engine.map` calls a module-level function on each item
-and yields ``(index, result, error)`` as the jobs finish::
+tracks many seeds (``rnnautomata run | track`` of a many-seed folder) and
+:func:`rnnautomata.sweep.run_sweep` trains many runs (``rnnautomata sweep``) through the same
+:class:`Engine` (:func:`make_engine` builds it from the same four flags on the three commands),
+whose one method :meth:`Engine.map` calls a module-level function on each item and yields
+``(index, result, error)`` as the jobs finish::
 
     engine = LocalEngine(jobs=2)
     for k, result, error in engine.map(track_quietly, ["runs/a", "runs/b"]):
