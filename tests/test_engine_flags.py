@@ -112,6 +112,21 @@ def test_engine_ray_without_ray_names_the_extra(tmp_path, capsys, monkeypatch):
     assert "pip install 'rnnautomata[ray]'" in _error_line(capsys)
 
 
+def test_a_dead_address_fails_before_training_or_tracking(seeds_folder, tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already up in this process (it would be used, not the address)")
+    study, src = seeds_folder
+    out = tmp_path / "out"
+    assert main(["run", str(study), "--out", str(out), "--quiet", "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
+    line = _error_line(capsys)
+    assert "--address 127.0.0.1:9: no Ray cluster answers there" in line and not out.exists()
+    copy = _untracked_copy(src, tmp_path / "copy")
+    assert main(["track", str(copy), "--quiet", "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
+    assert "no Ray cluster answers" in _error_line(capsys)
+    assert not any(copy.rglob("dynamics.json")) and not (copy / "aggregate.json").exists()
+
+
 def test_engine_ray_on_a_study_without_seeds_is_refused_before_training(tmp_path, capsys):
     pytest.importorskip("ray")
     study = tmp_path / "one.toml"
