@@ -43,7 +43,10 @@ class StudyKind:
         """Train (resuming a finished prefix in ``out``), measure, and write figures; a JSON-able summary.
 
         ``options`` are command-line extras a kind may read (``jobs``: processes for tracking many
-        seeds); a kind ignores the ones it does not know. ``device`` None means the study's own or cpu.
+        seeds); a kind ignores the ones it does not know. A kind that spreads per-seed work names an
+        ``engine`` parameter (an :class:`rnnautomata.engines.Engine`); the cli passes ``--engine`` only
+        to such a method and refuses ``--engine ray`` for the others (docs/contracts.md).
+        ``device`` None means the study's own or cpu.
         """
         raise NotImplementedError
 
@@ -51,7 +54,8 @@ class StudyKind:
         """Recompute the per-checkpoint measures of a run from its checkpoints; JSON-able.
 
         ``options``: the ``rnnautomata track`` flags the user gave (``merger``, ``epsilon_scale``,
-        ``nerode``, ``robust``, ``out_dir``, ``jobs``); a kind ignores the ones it does not know."""
+        ``nerode``, ``robust``, ``out_dir``, ``jobs``, and ``engine`` for a method that names it, as in
+        :meth:`run`); a kind ignores the ones it does not know."""
         raise CheckpointError(f"{run_dir} is a {self.name!r} run; `rnnautomata track` does not apply to it")
 
     def render(self, run_dir: Path, steps: Sequence[int | str] | None = None) -> list[Path]:
