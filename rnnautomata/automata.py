@@ -36,7 +36,7 @@ import numpy as np
 
 from rnnautomata.errors import RnnAutomataError
 
-__all__ = ["Machine", "MachineError", "MACHINE_FORMAT"]
+__all__ = ["Machine", "MachineError", "MACHINE_FORMAT", "dot_quote"]
 
 #: The ``format`` string of the machine JSON written by :meth:`Machine.to_json`.
 MACHINE_FORMAT = "rnnautomata.machine/1"
@@ -752,16 +752,16 @@ class Machine:
         """
         header = json.dumps({"alphabet": list(self.alphabet), "outputs": list(self.outputs),
                              "start": self.start})
-        lines = [f"digraph {_dot_quote(name)} {{", f"  // rnnautomata: {header}", "  rankdir=LR;",
+        lines = [f"digraph {dot_quote(name)} {{", f"  // rnnautomata: {header}", "  rankdir=LR;",
                  '  node [shape=circle];', '  __start [shape=point, label=""];']
         for state in range(self.n_states):
             output = int(self.output_of_state[state])
             if output >= 0:
                 label = self.outputs[output]
-                lines.append(f"  {state} [label={_dot_quote(f'{state}' + chr(10) + label)}, "
-                             f"output={_dot_quote(label)}];")
+                lines.append(f"  {state} [label={dot_quote(f'{state}' + chr(10) + label)}, "
+                             f"output={dot_quote(label)}];")
             else:
-                lines.append(f"  {state} [label={_dot_quote(f'{state}' + chr(10) + '?')}];")
+                lines.append(f"  {state} [label={dot_quote(f'{state}' + chr(10) + '?')}];")
         lines.append(f"  __start -> {self.start};")  # after the nodes: they are numbered in order
         group = not any("," in symbol for symbol in self.alphabet)
         for state in range(self.n_states):
@@ -773,7 +773,7 @@ class Machine:
             for target, symbols in targets.items():
                 chunks = [",".join(symbols)] if group else symbols
                 for chunk in chunks:
-                    lines.append(f"  {state} -> {target} [label={_dot_quote(chunk)}];")
+                    lines.append(f"  {state} -> {target} [label={dot_quote(chunk)}];")
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -819,9 +819,17 @@ def _json_copy(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ DOT helpers
-def _dot_quote(text: str) -> str:
-    """A DOT double-quoted string; newlines become the ``\\n`` escape."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def dot_quote(text: Any) -> str:
+    """``text`` (made a string) as a DOT double-quoted string; newlines become the ``\\n`` escape.
+
+    The one quoting of DOT text: :meth:`Machine.to_dot` and :mod:`rnnautomata.render.dot` use it.
+
+    Examples
+    --------
+    >>> print(dot_quote('say "hi"' + chr(10) + 'twice'))
+    "say \\"hi\\"\\ntwice"
+    """
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 
 

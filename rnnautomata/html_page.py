@@ -1,12 +1,18 @@
-"""What the HTML reports share: the page stylesheet and the number format of their tables.
+"""What the HTML reports share: stylesheets, the number format of their tables, sortable tables.
 
 The automata report (:mod:`rnnautomata.report`) and the measure-style report
-(:mod:`rnnautomata.measures_report`) both build on these.
+(:mod:`rnnautomata.measures_report`) build on :data:`CSS` and :func:`fmt`; the table pages (the
+seeds page, :mod:`rnnautomata.seeds_report`, and the sweep page, :mod:`rnnautomata.sweep_page`)
+on :data:`TABLE_CSS`, :data:`SORT_SCRIPT` and :func:`sort_cell`: a ``<td>`` carries its sort key
+in ``data-v``, and clicking a column header sorts the rows by it (numerically where both keys are
+numbers).
 
 Example
 -------
 >>> fmt(0.123456), fmt(0.123456, 5), fmt(True), fmt(None), fmt("a<b")
 ('0.123', '0.12346', 'yes', '–', 'a&lt;b')
+>>> sort_cell("1,000", 1000), sort_cell("never", 1e18, "no")
+('<td data-v="1000">1,000</td>', '<td data-v="1e+18" class="no">never</td>')
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-__all__ = ["CSS", "fmt"]
+__all__ = ["CSS", "SORT_SCRIPT", "TABLE_CSS", "fmt", "sort_cell"]
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -28,6 +34,43 @@ def fmt(value: Any, digits: int = 3) -> str:
         return f"{value:.{digits}g}"
     return html.escape(str(value))
 
+
+def sort_cell(text, sort_value=None, cls: str | None = None) -> str:
+    """A ``<td>`` of a sortable table: ``text`` (HTML, inserted as given) sorted by ``sort_value``
+    (default: ``text``), with CSS class ``cls`` (``"no"``: a bad value, in red)."""
+    value = html.escape(str(text if sort_value is None else sort_value), quote=True)
+    klass = f' class="{cls}"' if cls else ""
+    return f'<td data-v="{value}"{klass}>{text}</td>'
+
+
+#: The stylesheet of the table pages (seeds, sweep; inline in each page).
+TABLE_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: right; }
+th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }
+td.no { color: #b00; font-weight: bold; }
+.figure svg { max-width: 100%; height: auto; }
+"""
+
+#: The script that sorts a table page's rows by a clicked column's ``data-v`` (inline, in a <script>).
+SORT_SCRIPT = """
+document.querySelectorAll('th').forEach(function (th, col) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0];
+    var rows = Array.from(body.rows);
+    var up = th.dataset.up !== '1';
+    th.dataset.up = up ? '1' : '0';
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+      return up ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
 
 #: The stylesheet of the report pages (inline in each page).
 CSS = """

@@ -15,43 +15,10 @@ import json
 from pathlib import Path
 
 from rnnautomata.errors import CheckpointError
+from rnnautomata.html_page import SORT_SCRIPT, TABLE_CSS, sort_cell
 from rnnautomata.runs import RunDir, atomic_write_text
 
 __all__ = ["write_seeds_report"]
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: right; }
-th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }
-td.no { color: #b00; font-weight: bold; }
-.figure svg { max-width: 100%; height: auto; }
-"""
-
-_SORT = """
-document.querySelectorAll('th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var body = th.closest('table').tBodies[0];
-    var rows = Array.from(body.rows);
-    var up = th.dataset.up !== '1';
-    th.dataset.up = up ? '1' : '0';
-    rows.sort(function (a, b) {
-      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return up ? c : -c;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
-
-
-def _cell(text, sort_value=None, cls: str | None = None) -> str:
-    value = html.escape(str(text if sort_value is None else sort_value), quote=True)
-    klass = f' class="{cls}"' if cls else ""
-    return f'<td data-v="{value}"{klass}>{text}</td>'
-
 
 def _band(spread: dict | None, fmt: str = "{:,.0f}") -> str:
     if not spread:
@@ -95,19 +62,19 @@ def write_seeds_report(out_dir: str | Path, out: str | Path | None = None) -> Pa
         name = f'<a href="{html.escape(seed_dir)}/report.html">{seed}</a>' if link.is_file() else str(seed)
         eq = final.get("equivalent_to_truth")
         cells = [
-            _cell(name, seed),
-            _cell(peak["n_states"] if peak else "—", peak["n_states"] if peak else -1),
-            _cell(peak["n_states_min"] if peak else "—", peak["n_states_min"] if peak else -1),
-            _cell(f"{peak['step']:,}" if peak else "—", peak["step"] if peak else -1),
-            _cell(f"{finite_from:,}" if finite_from is not None else "never", finite_from if finite_from is not None else 1e18,
+            sort_cell(name, seed),
+            sort_cell(peak["n_states"] if peak else "—", peak["n_states"] if peak else -1),
+            sort_cell(peak["n_states_min"] if peak else "—", peak["n_states_min"] if peak else -1),
+            sort_cell(f"{peak['step']:,}" if peak else "—", peak["step"] if peak else -1),
+            sort_cell(f"{finite_from:,}" if finite_from is not None else "never", finite_from if finite_from is not None else 1e18,
                   None if finite_from is not None else "no"),
-            _cell(final["n_states"]), _cell(final["n_states_min"]),
-            _cell("yes" if final["finite"] else "no", int(bool(final["finite"])), None if final["finite"] else "no"),
-            _cell({True: "yes", False: "no", None: "—"}[eq], {True: 1, False: 0, None: -1}[eq], "no" if eq is False else None),
+            sort_cell(final["n_states"]), sort_cell(final["n_states_min"]),
+            sort_cell("yes" if final["finite"] else "no", int(bool(final["finite"])), None if final["finite"] else "no"),
+            sort_cell({True: "yes", False: "no", None: "—"}[eq], {True: 1, False: 0, None: -1}[eq], "no" if eq is False else None),
         ]
         for n in lengths:
             acc = final.get("acc_by_length", {}).get(str(n))
-            cells.append(_cell("—" if acc is None else f"{acc:.3f}", -1 if acc is None else acc))
+            cells.append(sort_cell("—" if acc is None else f"{acc:.3f}", -1 if acc is None else acc))
         rows.append("<tr>" + "".join(cells) + "</tr>")
 
     name = html.escape(str(agg.get("name") or top.root.name))
@@ -121,7 +88,7 @@ def write_seeds_report(out_dir: str | Path, out: str | Path | None = None) -> Pa
     ]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{name}: {len(seeds)} seeds</title>
-<style>{_STYLE}</style></head>
+<style>{TABLE_CSS}</style></head>
 <body>
 <h1>{name}: {len(seeds)} seeds</h1>
 <ul>{''.join(summary)}</ul>
@@ -130,7 +97,7 @@ def write_seeds_report(out_dir: str | Path, out: str | Path | None = None) -> Pa
 <p>Click a column header to sort. Peak = the checkpoint with the most merged states.</p>
 <table><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
-<script>{_SORT}</script>
+<script>{SORT_SCRIPT}</script>
 </body></html>
 """
     path = Path(out) if out is not None else top.root / "report.html"

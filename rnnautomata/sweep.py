@@ -48,13 +48,17 @@ Per grid point over seeds: ``fraction_KEY`` for each boolean summary key, ``KEY_
 not); the phase diagram draws the kind's ``sweep_measures`` (else its first six medians and
 fractions); after the runs, ``kind.sweep_figures(sweep_folder, run_folders)`` draws the kind's own
 figures across the sweep (e.g. K* against N for icl_classification).
+
+The code: this module reads the grid, plans and runs the sweep and writes its folder;
+:mod:`rnnautomata.sweep_aggregate` defines the measures (per seed, per grid point);
+:mod:`rnnautomata.sweep_page` draws the phase diagram and writes ``report.html``. Their public
+names are importable from here too (``from rnnautomata.sweep import draw_phase_diagram``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import io
 import itertools
 import json
@@ -64,12 +68,20 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from rnnautomata.config import _parse_value, study_from_dict
 from rnnautomata.engines import Engine, LocalEngine
 from rnnautomata.errors import ConfigError, RnnAutomataError
-from rnnautomata.runs import RunDir, atomic_savefig, atomic_write_json, atomic_write_text
+from rnnautomata.runs import RunDir, atomic_write_json, atomic_write_text
+from rnnautomata.sweep_aggregate import (
+    GENERALISES_ACCURACY,
+    GENERALISES_MIN_LENGTH,
+    MEASURES,
+    aggregate_points,
+    seed_summary,
+    show_value,
+    summary_spread,
+)
+from rnnautomata.sweep_page import draw_phase_diagram, write_sweep_report
 
 __all__ = [
     "SWEEP_FORMAT",
@@ -84,6 +96,7 @@ __all__ = [
     "run_sweep",
     "seed_summary",
     "aggregate_points",
+    "summary_spread",
     "draw_phase_diagram",
     "write_sweep_report",
     "summary_table",
@@ -91,20 +104,10 @@ __all__ = [
 
 SWEEP_FORMAT = "rnnautomata.sweep/1"
 SWEEP_AGGREGATE_FORMAT = "rnnautomata.sweep_aggregate/1"
-GENERALISES_ACCURACY = 0.99  # a seed generalises: accuracy at least this ...
-GENERALISES_MIN_LENGTH = 1000  # ... at the longest test length, which must be at least this long
 _RESERVED = ("name", "seed", "seeds", "kind")  # not grid keys: seeds come from --seeds
 _RECURRENT = ("elman", "gru", "lstm")  # archs whose seeds train as one batched model
 _FOLDER = re.compile(r"[\w.+=@,-]+")
-#: the per-point measures drawn in the phase diagram: (column, title, log colour scale)
-MEASURES = (
-    ("fraction_generalising", "fraction generalising", False),
-    ("fraction_finite", "fraction finite (final machine)", False),
-    ("first_finite_step_median", "first finite step (median)", False),
-    ("peak_states_median", "peak merged states (median)", True),
-    ("final_states_min_median", "final minimised states (median)", True),
-    ("final_train_loss_median", "final training loss (median)", True),
-)
+
 
 def study_kind(name: str):
     """The kind object a sweep runs ``kind = name`` studies through; None for ``automata``
@@ -269,13 +272,6 @@ def _set_dotted(raw: Mapping[str, Any], key: str, value: Any) -> dict:
     return out
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return str(value)
-
 
 def _batches(study) -> bool:
     """Whether a point's seeds train as one batched model (recurrent archs, no early stopping)."""
@@ -307,7 +303,7 @@ def plan_sweep(raw: Mapping[str, Any], grid: Mapping[str, list], seeds: Sequence
             try:
                 study_from_dict({**_set_dotted(base, key, value), "seed": seeds[0]})
             except ConfigError as err:
-                raise ConfigError(f"--grid {key}={_show(value)}: {err}") from None
+                raise ConfigError(f"--grid {key}={show_value(value)}: {err}") from None
     runs: list[dict] = []
     for params, point, folder, point_raw in _points(base, grid):
         try:
@@ -330,7 +326,7 @@ def _points(base: Mapping[str, Any], grid: Mapping[str, list]):
     keys = list(grid)
     for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
         params = dict(zip(keys, combo))
-        point = ",".join(f"{k}={_show(v)}" for k, v in params.items())
+        point = ",".join(f"{k}={show_value(v)}" for k, v in params.items())
         folder = point if _FOLDER.fullmatch(point) and ".." not in point and len(point) < 200 else f"point_{i:04d}"
         point_raw = dict(base)
         for key, value in params.items():
@@ -349,7 +345,7 @@ def _plan_kind(kind, base: dict, grid: Mapping[str, list], seeds: list[int]) -> 
             try:
                 kind.load(_set_dotted(_set_dotted(base, key, value), field, seeds[0]))
             except ConfigError as err:
-                raise ConfigError(f"--grid {key}={_show(value)}: {err}") from None
+                raise ConfigError(f"--grid {key}={show_value(value)}: {err}") from None
     runs: list[dict] = []
     for params, point, folder, point_raw in _points(base, grid):
         try:
@@ -363,40 +359,6 @@ def _plan_kind(kind, base: dict, grid: Mapping[str, list], seeds: list[int]) -> 
 
 
 # --- one run (an engine's job) -------------------------------------------------------------------
-def seed_summary(dyn: Mapping[str, Any], test_lengths: Sequence[int]) -> dict:
-    """One seed's measures from its dynamics dict (see the module docstring).
-
-    Examples
-    --------
-    >>> dyn = {"checkpoints": [{"step": 0, "n_states": 9, "n_states_min": 5, "finite": False, "train_loss": 1.0,
-    ...        "val_loss": 1.0, "acc_by_length": {}}, {"step": 5, "n_states": 4, "n_states_min": 2, "finite": True,
-    ...        "train_loss": 0.5, "val_loss": 0.6, "acc_by_length": {"1000": 1.0}}],
-    ...        "finite_from_step": 5, "final": {"equivalent_to_truth": True}}
-    >>> s = seed_summary(dyn, [100, 1000])
-    >>> s["generalises"], s["peak_states"], s["first_finite_step"]
-    (True, 9, 5)
-    """
-    ck = dyn["checkpoints"]
-    last = ck[-1]
-    longest = max(test_lengths) if test_lengths else None
-    acc = None if longest is None else (last.get("acc_by_length") or {}).get(str(longest))
-    measurable = longest is not None and longest >= GENERALISES_MIN_LENGTH and acc is not None
-    return {
-        "step": last["step"],
-        "finite": bool(last["finite"]),
-        "first_finite_step": dyn["finite_from_step"],
-        "longest_test_length": longest,
-        "acc_longest": acc,
-        "generalises": bool(acc >= GENERALISES_ACCURACY) if measurable else None,
-        "peak_states": max(c["n_states"] for c in ck),
-        "final_states": last["n_states"],
-        "final_states_min": last["n_states_min"],
-        "final_train_loss": last.get("train_loss"),
-        "final_val_loss": last.get("val_loss"),
-        "equivalent_to_truth": (dyn.get("final") or {}).get("equivalent_to_truth"),
-    }
-
-
 def _run_job(job: Mapping[str, Any]) -> dict:
     """Train, track and summarise one run of a sweep (a grid point's seeds, or one seed)."""
     from rnnautomata.dynamics import track
@@ -561,97 +523,7 @@ def _run_locked(root: Path, identity: dict, runs: list[dict], old: dict | None, 
     return sweep
 
 
-# --- aggregation ---------------------------------------------------------------------------------
-def _median(values) -> float | None:
-    x = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return float(np.median(x)) if x else None
-
-
-def _fraction(values) -> float | None:
-    x = [bool(v) for v in values if v is not None]
-    return float(np.mean(x)) if x else None
-
-
-def aggregate_points(sweep: Mapping[str, Any]) -> list[dict]:
-    """One row per grid point, over the seeds of its complete runs (flat: the CSV's columns).
-
-    Columns: the grid keys, ``point``, ``status`` (complete / failed / incomplete), ``n_seeds``
-    (planned), ``n_done``, ``fraction_finite``, ``fraction_generalising``, ``fraction_equivalent``,
-    ``first_finite_step_median`` / ``_q25`` / ``_q75``, ``n_never_finite``, ``peak_states_median``,
-    ``final_states_min_median``, ``final_train_loss_median``, ``final_val_loss_median``, ``error``.
-    """
-    from rnnautomata.aggregate import spread
-
-    rows: dict[str, dict] = {}
-    per_seed: dict[str, list[dict]] = {}
-    for run in sweep["runs"]:
-        row = rows.setdefault(run["point"], {**run["params"], "point": run["point"], "status": "complete",
-                                             "n_seeds": 0, "error": None})
-        row["n_seeds"] += len(run["seeds"])
-        if run["status"] == "complete" and run.get("summary"):
-            per_seed.setdefault(run["point"], []).extend(run["summary"]["per_seed"])
-        elif run["status"] == "failed":
-            row["status"], row["error"] = "failed", row["error"] or run.get("error")
-        elif row["status"] != "failed":
-            row["status"] = "incomplete"
-    out = []
-    if sweep.get("study", {}).get("kind", "automata") != "automata":
-        for point, row in rows.items():
-            seeds = per_seed.get(point, [])
-            row.update({"n_done": len(seeds), **summary_spread(seeds)})
-            row["error"] = row.pop("error")  # last column
-            out.append(row)
-        return out
-    for point, row in rows.items():
-        seeds = per_seed.get(point, [])
-        first = [s["first_finite_step"] for s in seeds if s["first_finite_step"] is not None]
-        ff = spread(first) or {}
-        row.update({
-            "n_done": len(seeds),
-            "fraction_finite": _fraction([s["finite"] for s in seeds]),
-            "fraction_generalising": _fraction([s["generalises"] for s in seeds]),
-            "fraction_equivalent": _fraction([s["equivalent_to_truth"] for s in seeds]),
-            "first_finite_step_median": ff.get("median"),
-            "first_finite_step_q25": ff.get("q25"),
-            "first_finite_step_q75": ff.get("q75"),
-            "n_never_finite": len(seeds) - len(first),
-            "peak_states_median": _median([s["peak_states"] for s in seeds]),
-            "final_states_min_median": _median([s["final_states_min"] for s in seeds]),
-            "final_train_loss_median": _median([s["final_train_loss"] for s in seeds]),
-            "final_val_loss_median": _median([s["final_val_loss"] for s in seeds]),
-        })
-        row["error"] = row.pop("error")  # last column
-        out.append(row)
-    return out
-
-
-def summary_spread(per_seed: Sequence[Mapping[str, Any]]) -> dict:
-    """A grid point's columns from its seeds' summaries (any kind): ``fraction_KEY`` for boolean
-    keys, ``KEY_median`` / ``_q25`` / ``_q75`` for numeric ones, ``KEY_n`` where some seeds lack
-    a value (None); ``seed`` and ``dir`` are skipped.
-
-    Examples
-    --------
-    >>> summary_spread([{"seed": 0, "acc": 0.5, "ok": True, "t": None}, {"seed": 1, "acc": 1.0, "ok": False, "t": 40}])
-    {'acc_median': 0.75, 'acc_q25': 0.625, 'acc_q75': 0.875, 'fraction_ok': 0.5, 't_median': 40.0, 't_q25': 40.0, 't_q75': 40.0, 't_n': 1}
-    """
-    from rnnautomata.aggregate import spread
-
-    keys = list(dict.fromkeys(k for s in per_seed for k in s if k not in ("seed", "dir")))
-    out: dict[str, Any] = {}
-    for key in keys:
-        values = [s.get(key) for s in per_seed]
-        present = [v for v in values if v is not None]
-        if present and all(isinstance(v, bool) for v in present):
-            out[f"fraction_{key}"] = _fraction(values)
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            sp = spread(present) or {}
-            out.update({f"{key}_median": sp.get("median"), f"{key}_q25": sp.get("q25"), f"{key}_q75": sp.get("q75")})
-            if len(present) < len(values):
-                out[f"{key}_n"] = sp.get("n", 0)
-    return out
-
-
+# --- the sweep folder's aggregate and table ---------------------------------------------------------
 def sweep_measures(sweep: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> tuple:
     """The phase diagram's panels ``(column, title, log scale)``: :data:`MEASURES` for automata,
     the kind's ``sweep_measures`` else, or its first six fractions and medians."""
@@ -677,151 +549,11 @@ def write_aggregate(root: str | Path, sweep: Mapping[str, Any] | None = None) ->
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _show(v) if isinstance(v, (list, bool)) else ("" if v is None else v) for k, v in row.items()}
+        writer.writerow({k: show_value(v) if isinstance(v, (list, bool)) else ("" if v is None else v) for k, v in row.items()}
                         | {c: "" for c in columns if c not in row})
     atomic_write_text(root / "aggregate.csv", buf.getvalue())
     figures = draw_phase_diagram(rows, sweep["grid"], root / "figures", sweep_measures(sweep, rows))
     return [root / "aggregate.json", root / "aggregate.csv", *figures]
-
-
-def draw_phase_diagram(rows: Sequence[Mapping[str, Any]], grid: Mapping[str, list], folder: str | Path,
-                       measures: Sequence[tuple[str, str, bool]] = MEASURES) -> list[Path]:
-    """Heatmaps of ``measures`` (default :data:`MEASURES`; ``(column, title, log colour scale)``) over
-    the two grid axes with most values (rows: the first, columns: the second; one axis: a single row),
-    one figure per setting of any further axes: ``folder/phase_diagram.png`` / ``.svg``
-    (``phase_diagram,KEY=V.png`` for the further axes). Panels whose title names a fraction or an
-    accuracy are coloured on [0, 1]."""
-    from matplotlib.colors import LogNorm
-
-    from rnnautomata import plotting
-
-    keys = list(grid)
-    axes = sorted(keys, key=lambda k: -len(grid[k]))[:2]
-    axes = [k for k in keys if k in axes]  # grid order
-    y_key, x_key = (axes[0], axes[1]) if len(axes) == 2 else (None, axes[0])
-    rest = [k for k in keys if k not in axes]
-    written = []
-    for fixed in itertools.product(*(grid[k] for k in rest)):
-        fixed_params = dict(zip(rest, fixed))
-        ys = grid[y_key] if y_key else [None]
-        xs = grid[x_key]
-        lookup = {}
-        for row in rows:
-            if all(row[k] == v for k, v in fixed_params.items()):
-                lookup[(row[y_key] if y_key else None, json.dumps(row[x_key]))] = row
-        n_rows = max(1, -(-len(measures) // 3))
-        fig, panels = plotting.subplots(n_rows, 3, figsize=(13, (1.6 + 0.45 * len(ys)) * n_rows), constrained_layout=True,
-                                   squeeze=False)
-        for ax in panels.flat[len(measures):]:
-            ax.set_axis_off()
-        for ax, (column, title, log) in zip(panels.flat, measures):
-            data = np.full((len(ys), len(xs)), np.nan)
-            for i, y in enumerate(ys):
-                for j, x in enumerate(xs):
-                    row = lookup.get((y, json.dumps(x)))
-                    if row is not None and row.get(column) is not None:
-                        data[i, j] = row[column]
-            finite = data[np.isfinite(data)]
-            norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=max(finite.max(), 1e-12)) if log and finite.size and (finite > 0).all() else None
-            kwargs = {"vmin": 0.0, "vmax": 1.0} if "fraction" in title or "accuracy" in title else {}
-            image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", norm=norm,
-                              **({} if norm is not None else kwargs))
-            for i, y in enumerate(ys):
-                for j in range(len(xs)):
-                    v = data[i, j]
-                    failed = (lookup.get((y, json.dumps(xs[j]))) or {}).get("status") == "failed"
-                    text = ("failed" if failed else "—") if not np.isfinite(v) else f"{v:.2g}" if abs(v) < 100 else f"{v:,.0f}"
-                    r, g, b, _ = image.cmap(float(np.ravel(np.ma.filled(image.norm(v), 0.0))[0])) if np.isfinite(v) else (1, 1, 1, 1)
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # white text on a dark cell
-                    ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if dark else "k")
-            ax.set_xticks(range(len(xs)), [_show(x) for x in xs])
-            ax.set_yticks(range(len(ys)), [_show(y) for y in ys] if y_key else [""])
-            ax.set_xlabel(x_key)
-            if y_key:
-                ax.set_ylabel(y_key)
-            ax.set_title(title, fontsize=10)
-            fig.colorbar(image, ax=ax, shrink=0.85)
-        suffix = "".join(f",{k}={_show(v)}" for k, v in fixed_params.items())
-        if fixed_params:
-            fig.suptitle(", ".join(f"{k} = {_show(v)}" for k, v in fixed_params.items()))
-        stem = Path(folder) / f"phase_diagram{suffix}"
-        for ext in ("png", "svg"):
-            written.append(atomic_savefig(fig, stem.with_suffix(f".{ext}") if not suffix else Path(f"{stem}.{ext}"), dpi=110))
-    return written
-
-
-# --- the sweep page ------------------------------------------------------------------------------
-def write_sweep_report(root: str | Path) -> Path:
-    """Write ``root/report.html``: the sweep's table (sortable), its heatmaps, links to every run's report."""
-    from rnnautomata.seeds_report import _SORT, _STYLE, _cell
-
-    root = Path(root)
-    sweep = json.loads((root / "sweep.json").read_text())
-    agg = json.loads((root / "aggregate.json").read_text())
-    keys = list(sweep["grid"])
-    runs_by_point: dict[str, list[dict]] = {}
-    for run in sweep["runs"]:
-        runs_by_point.setdefault(run["point"], []).append(run)
-    automata = sweep.get("study", {}).get("kind", "automata") == "automata"
-    columns = [("fraction_generalising", "generalising", "{:.2f}"), ("fraction_finite", "finite", "{:.2f}"),
-               ("fraction_equivalent", "= truth", "{:.2f}"), ("first_finite_step_median", "first finite step", "{:,.0f}"),
-               ("n_never_finite", "never finite", "{}"), ("peak_states_median", "peak states", "{:,.0f}"),
-               ("final_states_min_median", "final minimised", "{:,.1f}"), ("final_train_loss_median", "final loss", "{:.3g}")]
-    if not automata:  # every fraction and median of the kind's summaries
-        found = dict.fromkeys(c for r in agg["points"] for c in r if c.startswith("fraction_") or c.endswith("_median"))
-        columns = [(c, c.removeprefix("fraction_").removesuffix("_median").replace("_", " "), "{:.3g}") for c in found]
-    head = keys + ["seeds done", "status"] + [c[1] for c in columns] + ["runs"]
-    body = []
-    for row in agg["points"]:
-        cells = [_cell(html.escape(_show(row[k])), json.dumps(row[k]).strip('"')) for k in keys]
-        cells.append(_cell(f"{row['n_done']} of {row['n_seeds']}", row["n_done"]))
-        status = row["status"] + (f": {row['error']}" if row.get("error") else "")
-        cells.append(_cell(html.escape(status), row["status"], None if row["status"] == "complete" else "no"))
-        for column, _, fmt in columns:
-            v = row.get(column)
-            cells.append(_cell("—" if v is None else fmt.format(v), -1 if v is None else v))
-        links = []
-        for run in runs_by_point[row["point"]]:
-            report = root / run["dir"] / "report.html"
-            label = run["dir"].split("/")[-1] if not run["batched"] else "seeds"
-            if report.is_file():
-                links.append(f'<a href="{html.escape(run["dir"])}/report.html">{html.escape(label)}</a>')
-        cells.append(_cell(" ".join(links) or "—", len(links)))
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    figures = []
-    for svg_path in sorted((root / "figures").glob("*.svg"), key=lambda p: (not p.name.startswith("phase_diagram"), p.name)):
-        svg = svg_path.read_text()
-        if svg.startswith("<?xml"):
-            svg = svg[svg.index("?>") + 2:]
-        figures.append(f'<div class="figure">{svg}</div>')
-    n_done = sum(r["status"] == "complete" for r in sweep["runs"])
-    n_failed = sum(r["status"] == "failed" for r in sweep["runs"])
-    name = html.escape(str(sweep.get("name") or root.name))
-    grid_text = "; ".join(f"{html.escape(k)} ∈ {{{html.escape(', '.join(_show(v) for v in vs))}}}" for k, vs in sweep["grid"].items())
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{name}: sweep</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>{name}: sweep of {len(agg['points'])} grid points × {len(sweep['seeds'])} seeds</h1>
-<ul><li>grid: {grid_text}</li><li>seeds: {html.escape(_seed_text(sweep['seeds']))}</li>
-<li>runs: {n_done} complete, {n_failed} failed, {len(sweep['runs']) - n_done - n_failed} to do (rerun the sweep to finish)</li>
-<li>{_MEANING if automata else "fractions and medians over the seeds of each point of each run's summary"}</li></ul>
-{''.join(figures)}
-<h2>Every grid point</h2>
-<p>Click a column header to sort.</p>
-<table><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
-<tbody>{''.join(body)}</tbody></table>
-<script>{_SORT}</script>
-</body></html>
-"""
-    path = root / "report.html"
-    atomic_write_text(path, page)
-    return path
-
-
-_MEANING = (f"a seed generalises when its accuracy at the longest test length (≥ {GENERALISES_MIN_LENGTH:,}) is "
-            f"≥ {GENERALISES_ACCURACY}; finite: its final extracted machine (ε rule) is finite; medians over the seeds "
-            "of the point")
 
 
 def summary_table(sweep: Mapping[str, Any]) -> str:
@@ -841,19 +573,9 @@ def summary_table(sweep: Mapping[str, Any]) -> str:
                    for c, _, _ in sweep_measures(sweep, rows)]
     lines = [" ".join(f"{k:>18}" for k in keys) + f" {'seeds':>6} " + " ".join(f"{t:>10}" for _, t, _ in columns) + "  status"]
     for row in rows:
-        lines.append(" ".join(f"{_show(row[k]):>18}" for k in keys) + f" {row['n_done']:>6} "
+        lines.append(" ".join(f"{show_value(row[k]):>18}" for k in keys) + f" {row['n_done']:>6} "
                      + " ".join(f"{f(row.get(c), fmt):>10}" for c, _, fmt in columns)
                      + f"  {row['status']}" + (f": {row['error']}" if row["error"] else ""))
     return "\n".join(lines)
 
 
-def _seed_text(seeds: Sequence[int]) -> str:
-    """``[0, 1, 2, 3, 8]`` -> ``"0-3, 8"``."""
-    parts, start = [], None
-    for i, s in enumerate(seeds):
-        if start is None:
-            start = s
-        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
-            parts.append(str(start) if start == s else f"{start}-{s}")
-            start = None
-    return ", ".join(parts)

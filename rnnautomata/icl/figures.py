@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from rnnautomata import plotting
-from rnnautomata.runs import atomic_write_bytes
+from rnnautomata.render import figures as render_figures
 
 __all__ = ["save_figure", "loss_figure", "modes_figure", "algorithm_figure", "measures_figure"]
 
 
 def save_figure(fig, path_stem: Path) -> list[str]:
-    """Write ``fig`` to ``<stem>.png`` and ``<stem>.svg``; returns the file names."""
-    names = []
-    for ext in ("png", "svg"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight")
-        atomic_write_bytes(path_stem.with_suffix(f".{ext}"), buf.getvalue())
-        names.append(path_stem.with_suffix(f".{ext}").name)
-    return names
+    """Write ``fig`` to ``<stem>.png`` and ``<stem>.svg`` (120 dpi, cropped to the drawing; the SVG
+    undated, so reproducible) through :func:`rnnautomata.render.figures.save_figure`; returns the
+    file names."""
+    paths = render_figures.save_figure(fig, path_stem, ("png", "svg"), dpi=120, bbox_inches="tight")
+    return [p.name for p in paths]
 
 
 def loss_figure(steps, train_loss, test_loss, theory_steps, theory_loss, plateaus: Sequence[float],

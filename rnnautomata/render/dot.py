@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from rnnautomata.automata import Machine
+from rnnautomata.automata import Machine, dot_quote  # one DOT quoting, shared with Machine.to_dot
 from rnnautomata.render.layout import NODE_SEP, RANK_SEP, access_strings, is_tree
 
 __all__ = [
@@ -45,11 +45,6 @@ _UNKNOWN_COLOUR = "#ffffff"
 #: several symbols is grey. Alphabets larger than this are drawn all grey.
 _SYMBOL_COLOURS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#8c564b", "#e377c2")
 _SEVERAL_SYMBOLS = "#999999"
-
-
-def dot_quote(text: str) -> str:
-    """A DOT double-quoted string."""
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def output_colour(output: int) -> str:

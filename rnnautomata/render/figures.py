@@ -25,7 +25,7 @@ PHASE_COLOURS = {"initial": "#bdbdbd", "tree": "#fdae6b", "merging": "#9ecae1", 
 
 
 def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("svg", "png"), *, dpi: float = 150,
-                svg_dpi: float | None = None) -> list[Path]:
+                svg_dpi: float | None = None, bbox_inches: str | None = None) -> list[Path]:
     """Write ``fig`` to ``<path_stem>.<fmt>`` for each of ``formats``, each file atomically.
 
     SVGs carry no date, so the same figure gives the same bytes. The parent folder is created.
@@ -36,6 +36,8 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("svg", "pn
         Resolution of raster formats (and of SVG unless ``svg_dpi`` is given).
     svg_dpi : float, optional
         Resolution of the SVG (it sets the size of embedded images and of the canvas in points).
+    bbox_inches : str, optional
+        ``"tight"`` crops every file to the drawn area (default: the figure's size).
 
     Returns
     -------
@@ -49,7 +51,8 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("svg", "pn
         path = stem.with_suffix("." + fmt)
         svg = fmt == "svg"
         atomic_savefig(fig, path, dpi=svg_dpi if svg and svg_dpi is not None else dpi,
-                       metadata={"Date": None} if svg else {})
+                       metadata={"Date": None} if svg else {},
+                       **({"bbox_inches": bbox_inches} if bbox_inches is not None else {}))
         paths.append(path)
     return paths
 
