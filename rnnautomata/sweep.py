@@ -378,7 +378,7 @@ def _run_job(job: Mapping[str, Any]) -> dict:
 
         study = study_from_dict({**job["raw"], "seeds": job["seeds"]})
         train_seeds(study, out, device=device, progress=False)
-        aggregate_seeds(out, progress=False, engine=LocalEngine(1))  # tracks in this worker
+        aggregate_seeds(out, progress=False, engine=LocalEngine(1), device=device)  # tracks in this worker, on its device
         dyns = [json.loads(RunDir(seed_dir(out, s)).dynamics_path.read_text()) for s in job["seeds"]]
         dirs = [seed_dir(out, s).name for s in job["seeds"]]
         if job.get("render"):
