@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["SGLD", "LLCResult", "default_nbeta", "estimate_llc", "gaussian_llc", "gaussian_llc_by_step"]
+__all__ = ["SGLD", "LLCResult", "default_nbeta", "samples_and_nbeta", "estimate_llc", "gaussian_llc", "gaussian_llc_by_step"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,17 @@ def default_nbeta(n: int) -> float:
     return n / math.log(n)
 
 
+def samples_and_nbeta(data: Sequence[torch.Tensor], sampler: SGLD) -> tuple[int, float]:
+    """``(n, nβ)``: the number of samples the tensors of ``data`` share (``ValueError`` if they
+    disagree or there are none) and the sampler's inverse temperature (``n / log n`` when unset)."""
+    if not data:
+        raise ValueError("data must hold at least one tensor")
+    n = int(data[0].shape[0])
+    if any(int(t.shape[0]) != n for t in data):
+        raise ValueError(f"data tensors disagree on the number of samples: {[int(t.shape[0]) for t in data]}")
+    return n, sampler.nbeta if sampler.nbeta is not None else default_nbeta(n)
+
+
 def estimate_llc(model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
                  sampler: SGLD, generator: torch.Generator) -> LLCResult:
     """λ̂ at the model's current weights w* (the model itself is not changed).
@@ -102,12 +113,7 @@ def estimate_llc(model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], d
     -------
     LLCResult with ``mean``, ``std``, ``per_chain`` (chains,), ``loss_trace`` (chains, draws).
     """
-    if not data:
-        raise ValueError("data must hold at least one tensor")
-    n = int(data[0].shape[0])
-    if any(int(t.shape[0]) != n for t in data):
-        raise ValueError(f"data tensors disagree on the number of samples: {[int(t.shape[0]) for t in data]}")
-    nbeta = sampler.nbeta if sampler.nbeta is not None else default_nbeta(n)
+    n, nbeta = samples_and_nbeta(data, sampler)
     with torch.no_grad():
         init_loss = float(loss_fn(model, *data))
     eps, gamma = sampler.step_size, sampler.localization

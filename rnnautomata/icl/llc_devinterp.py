@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from rnnautomata.errors import ConfigError
-from rnnautomata.icl.llc import SGLD, default_nbeta
+from rnnautomata.icl.llc import SGLD, samples_and_nbeta
 
 __all__ = ["SLT_EXTRA", "DevinterpLLC", "estimate_llc_devinterp"]
 
@@ -134,12 +134,7 @@ def estimate_llc_devinterp(model: torch.nn.Module, loss_fn: Callable[..., torch.
     ConfigError if devinterp is not installed; FloatingPointError if a chain diverged.
     """
     datasets, dsampler, sample, compute_llc = _import_devinterp()
-    if not data:
-        raise ValueError("data must hold at least one tensor")
-    n = int(data[0].shape[0])
-    if any(int(t.shape[0]) != n for t in data):
-        raise ValueError(f"data tensors disagree on the number of samples: {[int(t.shape[0]) for t in data]}")
-    nbeta = sampler.nbeta if sampler.nbeta is not None else default_nbeta(n)
+    n, nbeta = samples_and_nbeta(data, sampler)
     m = n if sampler.batch_size is None else min(sampler.batch_size, n)
     device = str(next(model.parameters()).device)
     rows = torch.arange(n).repeat(2, 1).T.tolist()                          # (n, 2): [i, i]
