@@ -162,6 +162,17 @@ def analyse_threshold(runs: Sequence[Mapping], rng: np.random.Generator, n_boot:
     }
 
 
+def _label_log_axis(axis, values: Sequence[int]) -> None:
+    """Ticks of a log axis at the swept values, written plainly, and no minor labels (matplotlib's
+    default minor labels 2×10², 3×10², ... overlap on a short axis)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_ticklabels([f"{v:,}" for v in values])
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def draw_threshold(runs: Sequence[Mapping], analysis: Mapping, path_stem: Path) -> list[Path]:
     """Three panels: final ICL accuracy vs K per N with the sigmoid fits; K* vs N (log–log) with the
     bootstrap spread, the fitted slope and the paper's; the final ICL accuracies of the runs near
@@ -189,6 +200,7 @@ def draw_threshold(runs: Sequence[Mapping], analysis: Mapping, path_stem: Path) 
             near_acc.append((p["n_context"], acc[sel], c))
     ax_k.set(xscale="log", xlabel="K (items)", ylabel="final ICL accuracy", ylim=(chance - 0.05, 1.02),
              title="final ICL accuracy vs K (sigmoid fits, K* dotted)")
+    _label_log_axis(ax_k.xaxis, sorted({int(r["n_items"]) for r in runs}))
     ax_k.legend(fontsize=8)
     done = [p for p in analysis["per_n"] if p["k_star"] is not None]
     if done:
@@ -211,6 +223,7 @@ def draw_threshold(runs: Sequence[Mapping], analysis: Mapping, path_stem: Path) 
     ax_n.set(xscale="log", yscale="log", xlabel="N (context items)", ylabel="K*",
              title="K* vs N (×: one seed's fit)")
     if done:
+        _label_log_axis(ax_n.xaxis, sorted(int(n) for n in ns))
         ax_n.legend(fontsize=8)
     band = [chance + f * (1 - chance) for f in MIDDLE_BAND]
     for j, (n_ctx, acc, c) in enumerate(near_acc):
