@@ -15,32 +15,9 @@ from rnnautomata.cli import main
 from rnnautomata.measures_report import MAX_ROWS, metric_table_rows
 from rnnautomata.runs import RunDir
 from rnnautomata.studies import get_kind
+from tests.test_transient_ridge import TINY as TINY_TR
 
-TRANSIENT_RIDGE = """kind = "transient_ridge"
-name = "tiny_tr"
-[data]
-x_dim = 2
-n_examples = 4
-noise_var = 0.25
-n_tasks = 2
-[model]
-d_model = 8
-d_mlp = 8
-n_heads = 2
-[train]
-batch_size = 16
-epochs = 20
-eval_every = 5
-checkpoint_every = 10
-[measures]
-n_eval = 32
-n_ood = 32
-n_pca = 8
-llc_every = 10
-llc_samples = 32
-llc_draws = 4
-llc_burn_in = 2
-"""
+TRANSIENT_RIDGE = TINY_TR.format(m=2, epochs=20).replace('name = "tiny"', 'name = "tiny_tr"')
 CLASSIFICATION = """kind = "icl_classification"
 name = "tiny_cls"
 [data]

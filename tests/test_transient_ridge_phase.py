@@ -20,39 +20,17 @@ from rnnautomata.studies.transient_ridge import (
     sweep_points,
 )
 from rnnautomata.sweep import summary_spread
+from tests.test_transient_ridge import TINY as BASE_TINY
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TINY = """kind = "transient_ridge"
-name = "phase"
-[data]
-x_dim = 2
-n_examples = 4
-noise_var = 0.25
-n_tasks = {m}
-[model]
-d_model = 8
-d_mlp = 8
-n_heads = 2
-[train]
-lr = 0.03
-batch_size = 16
-epochs = 20
-eval_every = 5
-checkpoint_every = 10
-seed = {seed}
-[measures]
-n_eval = 32
-n_ood = 32
-n_pca = 8
-llc_every = 10
-llc_samples = 32
-llc_draws = 4
-llc_burn_in = 2
-"""
+# the tiny study of tests/test_transient_ridge.py, with a faster rate (so the OOD minima fall at
+# different steps) and the seed swept
+TINY = (BASE_TINY.replace('name = "tiny"', 'name = "phase"').replace("[train]\n", "[train]\nlr = 0.03\nseed = {seed}\n")
+        .replace("{epochs}", "20"))
 
 
 @pytest.fixture(scope="module")
