@@ -25,6 +25,7 @@ import torch
 from rnnautomata.errors import ConfigError
 from rnnautomata.icl.llc import SGLD, estimate_llc, gaussian_llc, gaussian_llc_by_step
 from rnnautomata.icl.llc_devinterp import SLT_EXTRA, estimate_llc_devinterp
+from tests.test_llc import regression as llc_regression
 
 
 def needs_devinterp():
@@ -40,15 +41,10 @@ def mse(model, x, y):
 
 
 def regression(n, d, seed=0):
-    """Noiseless linear regression y = x·w_true (float64) with the model at its exact minimum; the
-    eigenvalues of the MSE's Hessian 2 xᵀx / n."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    w_true = torch.randn(d, generator=gen, dtype=torch.float64)
-    model = torch.nn.Linear(d, 1, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_(w_true[None])
-    return model, x, x @ w_true, np.linalg.eigvalsh(2 * (x.T @ x).numpy() / n)
+    """test_llc's noiseless linear regression at its exact minimum, plus the eigenvalues of the
+    MSE's Hessian 2 xᵀx / n."""
+    model, x, y = llc_regression(n, d, seed)
+    return model, x, y, np.linalg.eigvalsh(2 * (x.T @ x).numpy() / n)
 
 
 def test_regular_model_both_estimators_match_the_exact_chain_and_each_other():

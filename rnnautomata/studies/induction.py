@@ -46,6 +46,7 @@ import numpy as np
 
 from rnnautomata.errors import CheckpointError, ConfigError
 from rnnautomata.fields import positive_numbers
+from rnnautomata.icl.config import Measures
 from rnnautomata.studies.base import StudyKind
 
 if sys.version_info >= (3, 11):
@@ -91,10 +92,9 @@ class InductionTrain:
     seed: int = 0                       # seeds the init, the batches and the test set
 
 
-@dataclass(frozen=True)
-class InductionMeasures:
-    top_k: int = 4                      # leading singular subspace size for subspace stability
-    rel_tol: float = 0.1                # a singular value counts towards `rank` in measures.json above rel_tol × the largest
+#: the circuit measures' settings: the ICL studies' (top_k: leading singular subspace size for subspace
+#: stability; rel_tol: a singular value counts towards `rank` in measures.json above rel_tol × the largest)
+InductionMeasures = Measures
 
 
 @dataclass(frozen=True)
