@@ -443,6 +443,24 @@ def toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")  # pragma: no cover
 
 
+def dict_to_toml(d: Mapping[str, Any], prefix: str = "") -> str:
+    """A nested dict as TOML: its scalars (None left out: TOML has no null), then each sub-dict as a
+    ``[prefix.key]`` table after a blank line, recursively, in the dict's order.
+
+    >>> print(dict_to_toml({"kind": "icl", "train": {"lr": 0.1, "seed": None}}), end="")
+    kind = "icl"
+    <BLANKLINE>
+    [train]
+    lr = 0.1
+    """
+    lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if v is not None and not isinstance(v, Mapping)]
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            lines.append(f"\n[{prefix}{k}]")
+            lines.append(dict_to_toml(v, f"{prefix}{k}.").rstrip("\n"))
+    return "\n".join(line for line in lines if line) + "\n"
+
+
 def study_to_toml(study: Study) -> str:
     """Write the resolved study as TOML that :func:`load_study` reads back to an equal Study."""
     d = study_to_dict(study)

@@ -118,14 +118,9 @@ def test_make_engine_refuses_ray_only_options_locally():
 
 # --- a tiny sweep -----------------------------------------------------------------------------------
 def _toml(raw: dict) -> str:
-    from rnnautomata.config import toml_value
+    from rnnautomata.config import dict_to_toml
 
-    lines = [f"{k} = {toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    for section, table in raw.items():
-        if isinstance(table, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    return dict_to_toml(raw)
 
 
 @pytest.fixture(scope="module")

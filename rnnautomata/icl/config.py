@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from rnnautomata.config import toml_value
+from rnnautomata.config import dict_to_toml
 from rnnautomata.errors import ConfigError
 from rnnautomata.fields import build_study, positive_numbers
 
@@ -198,10 +198,5 @@ def _cross_check(study: ICLStudy | GrokkingStudy) -> None:
 
 def study_to_toml(study: ICLStudy | GrokkingStudy) -> str:
     """The resolved study as TOML that ``study_from_dict(tomllib.loads(...))`` reads back equal."""
-    lines = [f"kind = {toml_value(study.kind)}", f"name = {toml_value(study.name)}"]
-    for section in _SECTIONS:
-        lines.append(f"\n[{section}]")
-        for k, v in dataclasses.asdict(getattr(study, section)).items():
-            if v is not None:
-                lines.append(f"{k} = {toml_value(v)}")
-    return "\n".join(lines) + "\n"
+    return dict_to_toml({"kind": study.kind, "name": study.name,
+                         **{section: dataclasses.asdict(getattr(study, section)) for section in _SECTIONS}})

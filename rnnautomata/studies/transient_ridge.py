@@ -172,13 +172,10 @@ def _cross_check(study: TransientRidgeStudy) -> None:
 
 def study_toml(study: TransientRidgeStudy) -> str:
     """The resolved study as TOML that :func:`load_transient_ridge` reads back equal."""
-    from rnnautomata.config import toml_value
+    from rnnautomata.config import dict_to_toml
 
-    lines = [f"kind = {toml_value(study.kind)}", f"name = {toml_value(study.name)}"]
-    for section in _SECTIONS:
-        lines.append(f"\n[{section}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(getattr(study, section)).items() if v is not None]
-    return "\n".join(lines) + "\n"
+    return dict_to_toml({"kind": study.kind, "name": study.name,
+                         **{section: dataclasses.asdict(getattr(study, section)) for section in _SECTIONS}})
 
 
 def read_study(run_dir: Path) -> TransientRidgeStudy:
